@@ -1,0 +1,1 @@
+"""Crucible's long-running services: the aggregator and the participant."""
