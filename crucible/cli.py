@@ -40,8 +40,15 @@ def _certs(args: argparse.Namespace) -> int:
         days=args.days,
         out=Path(args.out) if args.out else None,
     )
-    print(json.dumps({"certificate": str(files.certificate), "key": str(files.key),
-                      "ca": str(files.ca)}))
+    print(
+        json.dumps(
+            {
+                "certificate": str(files.certificate),
+                "key": str(files.key),
+                "ca": str(files.ca),
+            }
+        )
+    )
     return 0
 
 
@@ -60,19 +67,22 @@ def _participant(args: argparse.Namespace) -> int:
     from crucible.settings import ParticipantSettings
     from services.participant.agent import serve
 
-    settings = ParticipantSettings.load(aggregator=args.aggregator, once=args.once or None)
+    settings = ParticipantSettings.load(
+        aggregator=args.aggregator, once=args.once or None
+    )
     return serve(settings)
 
 
 def _operator(args: argparse.Namespace) -> int:
-    from crucible.settings import OperatorSettings
     from operators.main import run
+
+    from crucible.settings import OperatorSettings
 
     run(OperatorSettings.load())
     return 0
 
 
-def _admin_client(args: argparse.Namespace):  # noqa: ANN202 - imported lazily
+def _admin_client(args: argparse.Namespace):
     from crucible.client import AdminClient
     from crucible.settings import TlsSettings
 
@@ -87,13 +97,21 @@ def _run(args: argparse.Namespace) -> int:
     from crucible import spec as specs
 
     def show(status: object) -> None:
-        print(json.dumps(MessageToDict(status), indent=None if args.run_command == "watch" else 2))
+        print(
+            json.dumps(
+                MessageToDict(status), indent=None if args.run_command == "watch" else 2
+            )
+        )
 
     with _admin_client(args) as client:
         if args.run_command == "start":
             document = yaml.safe_load(Path(args.spec).read_text())
-            body = document.get("spec", document) if isinstance(document, dict) else document
-            show(client.start_run(args.key, specs.parse(body, source=args.spec)))
+            body = (
+                document.get("spec", document)
+                if isinstance(document, dict)
+                else document
+            )
+            show(client.start_run(args.run_key, specs.parse(body, source=args.spec)))
         elif args.run_command == "get":
             show(client.get_run(args.run_id))
         elif args.run_command == "cancel":
@@ -110,7 +128,10 @@ def _model(args: argparse.Namespace) -> int:
 
     tls = TlsSettings(certificate=args.cert, key=args.key, ca=args.ca)
     digest = pull_model(
-        args.aggregator, tls.files(), args.run_id, Path(args.output),
+        args.aggregator,
+        tls.files(),
+        args.run_id,
+        Path(args.output),
         server_name=args.server_name,
     )
     print(json.dumps({"path": args.output, "digest": digest}))
@@ -130,7 +151,9 @@ def _predict(argv: list[str]) -> int:
 
 
 def _tls_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--aggregator", required=True, help="host:port of the aggregator")
+    parser.add_argument(
+        "--aggregator", required=True, help="host:port of the aggregator"
+    )
     parser.add_argument("--cert", required=True, help="your certificate (PEM)")
     parser.add_argument("--key", required=True, help="your private key (PEM)")
     parser.add_argument("--ca", required=True, help="the federation CA (PEM)")
@@ -150,8 +173,9 @@ def parser() -> argparse.ArgumentParser:
 
     participant = commands.add_parser("participant", help="run a participant agent")
     participant.add_argument("--aggregator")
-    participant.add_argument("--once", action="store_true",
-                             help="exit when the first run ends")
+    participant.add_argument(
+        "--once", action="store_true", help="exit when the first run ends"
+    )
     participant.set_defaults(handler=_participant)
 
     operator = commands.add_parser("operator", help="run the FederationRound operator")
@@ -164,10 +188,13 @@ def parser() -> argparse.ArgumentParser:
     init.add_argument("--name", default="crucible-federation")
     init.add_argument("--days", type=int, default=3650)
     init.set_defaults(handler=_certs)
-    issue = certs_commands.add_parser("issue", help="issue an organization's certificate")
+    issue = certs_commands.add_parser(
+        "issue", help="issue an organization's certificate"
+    )
     issue.add_argument("name", help="organization name (certificate subject O and CN)")
-    issue.add_argument("--role", required=True,
-                       choices=["participant", "operator", "aggregator"])
+    issue.add_argument(
+        "--role", required=True, choices=["participant", "operator", "aggregator"]
+    )
     issue.add_argument("--dir", required=True, help="directory of the CA")
     issue.add_argument("--dns", action="append", default=[], help="DNS name (servers)")
     issue.add_argument("--ip", action="append", default=[], help="IP address (servers)")
@@ -179,7 +206,12 @@ def parser() -> argparse.ArgumentParser:
     run_commands = run.add_subparsers(dest="run_command", required=True)
     start = run_commands.add_parser("start", help="start a run from a spec file")
     start.add_argument("spec", help="YAML FederationRound or its spec")
-    start.add_argument("--key", required=True, help="idempotency key")
+    start.add_argument(
+        "--run-key",
+        dest="run_key",
+        required=True,
+        help="idempotency key (the FederationRound UID)",
+    )
     _tls_arguments(start)
     for verb in ("get", "watch", "cancel"):
         command = run_commands.add_parser(verb, help=f"{verb} a run")

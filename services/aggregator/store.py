@@ -120,7 +120,9 @@ class Store:
         self.directory.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
         self._db = sqlite3.connect(
-            self.directory / "crucible.db", check_same_thread=False, isolation_level=None
+            self.directory / "crucible.db",
+            check_same_thread=False,
+            isolation_level=None,
         )
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -159,7 +161,9 @@ class Store:
 
     def update_path(self, run_id: str, round_number: int, participant: str) -> Path:
         return (
-            self.run_dir(run_id) / "updates" / f"{round_number:04d}"
+            self.run_dir(run_id)
+            / "updates"
+            / f"{round_number:04d}"
             / f"{participant}.safetensors"
         )
 
@@ -174,9 +178,15 @@ class Store:
 
     # ------------------------------------------------------------------ audit
 
-    def audit(self, *, actor: str, action: str, run_id: str = "", **detail: Any) -> None:
+    def audit(
+        self, *, actor: str, action: str, run_id: str = "", **detail: Any
+    ) -> None:
         """Append one record to the audit trail; records are never updated."""
         self.execute(
             "INSERT INTO audit (time, actor, action, run_id, detail) VALUES (?,?,?,?,?)",
-            time.time(), actor, action, run_id, json.dumps(detail, sort_keys=True),
+            time.time(),
+            actor,
+            action,
+            run_id,
+            json.dumps(detail, sort_keys=True),
         )

@@ -1,0 +1,1 @@
+"""The aggregator: runs, rounds, update checks, aggregation, checkpoints, admin API."""
