@@ -57,7 +57,9 @@ def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-def init_ca(directory: Path, *, name: str = "crucible-federation", days: int = 3650) -> Path:
+def init_ca(
+    directory: Path, *, name: str = "crucible-federation", days: int = 3650
+) -> Path:
     """Create a federation CA in ``directory`` (``ca.crt``, ``ca.key``); keep existing."""
     cert_path = directory / CA_CERT
     if cert_path.exists():
@@ -75,9 +77,15 @@ def init_ca(directory: Path, *, name: str = "crucible-federation", days: int = 3
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=True, content_commitment=False, key_encipherment=False,
-                data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                crl_sign=True, encipher_only=False, decipher_only=False,
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         )
@@ -113,7 +121,7 @@ def issue(
     """
     if role not in ROLES:
         raise InputError(f"role: expected one of {list(ROLES)}, found {role!r}")
-    if not name or any(c in name for c in "/\\,=+<>#;\"") or name != name.strip():
+    if not name or any(c in name for c in '/\\,=+<>#;"') or name != name.strip():
         raise InputError(
             f"name: expected an organization name of letters, digits, '-', '_' or '.', "
             f"found {name!r}"
@@ -151,7 +159,9 @@ def issue(
     )
     certificate = builder.sign(ca_key, hashes.SHA256())
     target = out or directory
-    files = IssuedFiles(target / f"{name}.crt", target / f"{name}.key", directory / CA_CERT)
+    files = IssuedFiles(
+        target / f"{name}.crt", target / f"{name}.key", directory / CA_CERT
+    )
     target.mkdir(parents=True, exist_ok=True)
     files.certificate.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
     _write_private(

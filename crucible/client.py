@@ -13,7 +13,13 @@ import grpc
 from crucible import spec as specs
 from crucible.errors import InputError, TemporaryError
 from crucible.protocol import pb, rpc
-from crucible.tensors import Assembler, TensorInfo, Weights, check_manifest, write_atomic
+from crucible.tensors import (
+    Assembler,
+    TensorInfo,
+    Weights,
+    check_manifest,
+    write_atomic,
+)
 from crucible.transport import TlsFiles, channel
 
 PERMANENT_CODES = {
@@ -32,7 +38,9 @@ def translate(error: grpc.RpcError, *, what: str) -> Exception:
     details = error.details() if hasattr(error, "details") else str(error)
     message = f"{what}: {code.name}: {details}"
     if code in PERMANENT_CODES:
-        result: Exception = InputError(message, reason=code.name.title().replace("_", ""))
+        result: Exception = InputError(
+            message, reason=code.name.title().replace("_", "")
+        )
     else:
         result = TemporaryError(message, reason="AggregatorUnavailable")
     result.__cause__ = error
@@ -82,20 +90,28 @@ class AdminClient:
 
     def list_runs(self) -> list[pb.RunStatus]:
         try:
-            return list(self._stub.ListRuns(pb.ListRunsRequest(), timeout=self.timeout).runs)
+            return list(
+                self._stub.ListRuns(pb.ListRunsRequest(), timeout=self.timeout).runs
+            )
         except grpc.RpcError as error:
             raise translate(error, what="list runs") from error
 
-    def watch_run(self, run_id: str, *, timeout: float | None = None) -> Iterator[pb.RunStatus]:
+    def watch_run(
+        self, run_id: str, *, timeout: float | None = None
+    ) -> Iterator[pb.RunStatus]:
         """Status messages of a run as it changes; ends after a terminal phase."""
         try:
-            yield from self._stub.WatchRun(pb.RunRequest(run_id=run_id), timeout=timeout)
+            yield from self._stub.WatchRun(
+                pb.RunRequest(run_id=run_id), timeout=timeout
+            )
         except grpc.RpcError as error:
             raise translate(error, what=f"watch run {run_id}") from error
 
     def cancel_run(self, run_id: str) -> pb.RunStatus:
         try:
-            return self._stub.CancelRun(pb.RunRequest(run_id=run_id), timeout=self.timeout)
+            return self._stub.CancelRun(
+                pb.RunRequest(run_id=run_id), timeout=self.timeout
+            )
         except grpc.RpcError as error:
             raise translate(error, what=f"cancel run {run_id}") from error
 
@@ -106,7 +122,9 @@ class AdminClient:
                 timeout=self.timeout,
             )
         except grpc.RpcError as error:
-            raise translate(error, what=f"update participants of run {run_id}") from error
+            raise translate(
+                error, what=f"update participants of run {run_id}"
+            ) from error
 
 
 def manifest_of(message: pb.Manifest) -> list[TensorInfo]:

@@ -83,7 +83,9 @@ def _numeric(frame: pd.DataFrame, column: str, source: str) -> pd.Series:
     return values.astype(float)
 
 
-def _transform(values: pd.Series, transform: str, column: str, source: str) -> pd.Series:
+def _transform(
+    values: pd.Series, transform: str, column: str, source: str
+) -> pd.Series:
     if transform == "log10":
         bad = values <= 0
         if bad.any():

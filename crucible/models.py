@@ -50,12 +50,16 @@ def initial_weights(spec: Model, inputs: int, seed: int) -> Weights:
 
 
 def weights_of(module: nn.Module) -> Weights:
-    return {k: v.detach().cpu().numpy().astype(np.float32, copy=True)
-            for k, v in module.state_dict().items()}
+    return {
+        k: v.detach().cpu().numpy().astype(np.float32, copy=True)
+        for k, v in module.state_dict().items()
+    }
 
 
 def load_weights(module: nn.Module, weights: Weights) -> None:
-    module.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in weights.items()})
+    module.load_state_dict(
+        {k: torch.from_numpy(np.asarray(v)) for k, v in weights.items()}
+    )
 
 
 @dataclass(frozen=True)
@@ -106,7 +110,10 @@ def train(
             loss = nn.functional.mse_loss(module(x[batch]), y[batch])
             objective = loss
             if proximal_mu > 0:
-                drift = sum(((p - a) ** 2).sum() for p, a in zip(module.parameters(), anchor, strict=True))
+                drift = sum(
+                    ((p - a) ** 2).sum()
+                    for p, a in zip(module.parameters(), anchor, strict=True)
+                )
                 objective = loss + proximal_mu / 2 * drift
             objective.backward()
             optimizer.step()

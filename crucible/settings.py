@@ -14,7 +14,11 @@ from typing import Any, Self
 
 import yaml
 from pydantic import BaseModel, Field, ValidationError
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from crucible.errors import InputError
 from crucible.transport import TlsFiles
@@ -33,9 +37,13 @@ class _YamlFileSource(PydanticBaseSettingsSource):
         try:
             loaded = yaml.safe_load(Path(path).read_text()) or {}
         except (OSError, yaml.YAMLError) as error:
-            raise InputError(f"CRUCIBLE_CONFIG_FILE {path}: cannot be read: {error}") from error
+            raise InputError(
+                f"CRUCIBLE_CONFIG_FILE {path}: cannot be read: {error}"
+            ) from error
         if not isinstance(loaded, dict):
-            raise InputError(f"CRUCIBLE_CONFIG_FILE {path}: expected a mapping at the top")
+            raise InputError(
+                f"CRUCIBLE_CONFIG_FILE {path}: expected a mapping at the top"
+            )
         return loaded
 
 
@@ -66,13 +74,17 @@ class _Settings(BaseSettings):
                 f" (found {e.get('input')!r})"
                 for e in error.errors()
             )
-            raise InputError(f"settings: {problems}; the service does not start") from error
+            raise InputError(
+                f"settings: {problems}; the service does not start"
+            ) from error
 
 
 class TlsSettings(BaseModel):
     certificate: Path = Field(description="PEM certificate of this service (tls.crt).")
     key: Path = Field(description="PEM private key of this service (tls.key).")
-    ca: Path = Field(description="PEM certificate of the federation CA (ca.crt) it trusts.")
+    ca: Path = Field(
+        description="PEM certificate of the federation CA (ca.crt) it trusts."
+    )
 
     def files(self) -> TlsFiles:
         for name in ("certificate", "key", "ca"):
@@ -119,7 +131,9 @@ class AggregatorSettings(_Settings):
         ge=8,
         description="gRPC worker threads; each waiting participant holds one.",
     )
-    keepalive_seconds: float = Field(30.0, gt=0, description="HTTP/2 ping interval (s).")
+    keepalive_seconds: float = Field(
+        30.0, gt=0, description="HTTP/2 ping interval (s)."
+    )
     min_free_bytes: int = Field(
         256 << 20,
         ge=0,
@@ -175,7 +189,9 @@ class ParticipantSettings(_Settings):
     heartbeat_seconds: float = Field(
         15.0, gt=0, description="Heartbeat interval while training or evaluating (s)."
     )
-    keepalive_seconds: float = Field(30.0, gt=0, description="HTTP/2 ping interval (s).")
+    keepalive_seconds: float = Field(
+        30.0, gt=0, description="HTTP/2 ping interval (s)."
+    )
     backoff_initial_seconds: float = Field(
         0.5, gt=0, description="First reconnection delay (s); doubles, with jitter."
     )
@@ -188,7 +204,8 @@ class ParticipantSettings(_Settings):
 
 class OperatorSettings(_Settings):
     aggregator: str = Field(
-        "crucible-aggregator:7443", description="host:port of the aggregator's gRPC port."
+        "crucible-aggregator:7443",
+        description="host:port of the aggregator's gRPC port.",
     )
     server_name: str | None = Field(
         None, description="Name expected in the aggregator's certificate."
@@ -207,5 +224,23 @@ class OperatorSettings(_Settings):
         "is noticed and restarted.",
     )
     retry_seconds: float = Field(
-        5.0, gt=0, description="First delay before retrying an unreachable aggregator (s)."
+        5.0,
+        gt=0,
+        description="First delay before retrying an unreachable aggregator (s).",
+    )
+    retry_max_seconds: float = Field(
+        300.0,
+        gt=0,
+        description="Longest delay between retries (s); the delay doubles up to it.",
+    )
+    run_watch_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="Longest the aggregator's watch stream of a run may stay silent "
+        "before the operator re-opens it (s); a vanished aggregator is noticed then.",
+    )
+    request_timeout_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="Deadline of each call to the aggregator or the Kubernetes API (s).",
     )

@@ -14,8 +14,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from crucible.errors import InputError
 from crucible.protocol import pb
 
-STRATEGIES = ("fedavg", "mean", "fedprox", "fedadam", "median", "trimmed_mean", "krum",
-              "evaluation_weighted")
+STRATEGIES = (
+    "fedavg",
+    "mean",
+    "fedprox",
+    "fedadam",
+    "median",
+    "trimmed_mean",
+    "krum",
+    "evaluation_weighted",
+)
 TRANSFORMS = ("log10", "reciprocal_kelvin")
 
 
@@ -44,7 +52,9 @@ class Task(_Model):
     @model_validator(mode="after")
     def _target_is_not_a_feature(self) -> Task:
         if self.target in self.features:
-            raise ValueError(f"task.target {self.target!r} is also listed in task.features")
+            raise ValueError(
+                f"task.target {self.target!r} is also listed in task.features"
+            )
         if len(set(self.features)) != len(self.features):
             raise ValueError("task.features: each column may appear once")
         return self
@@ -59,7 +69,13 @@ class Model(_Model):
 
 class Strategy(_Model):
     name: Literal[
-        "fedavg", "mean", "fedprox", "fedadam", "median", "trimmed_mean", "krum",
+        "fedavg",
+        "mean",
+        "fedprox",
+        "fedadam",
+        "median",
+        "trimmed_mean",
+        "krum",
         "evaluation_weighted",
     ] = "fedavg"
     parameters: dict[str, float] = Field(default_factory=dict)
@@ -100,7 +116,9 @@ def parse(data: dict, *, source: str = "spec") -> RunSpec:
     try:
         return RunSpec.model_validate(data)
     except ValidationError as error:
-        raise InputError(f"{source}: {describe_errors(error)}", reason="InvalidSpec") from error
+        raise InputError(
+            f"{source}: {describe_errors(error)}", reason="InvalidSpec"
+        ) from error
 
 
 def describe_errors(error: ValidationError) -> str:
@@ -120,8 +138,10 @@ def to_proto(spec: RunSpec) -> pb.RunSpec:
             target_transform=task.target_transform,
             fill_default=task.fill.default,
             fill=task.fill.columns,
-            transforms=[pb.FeatureTransform(column=t.column, transform=t.transform)
-                        for t in task.transforms],
+            transforms=[
+                pb.FeatureTransform(column=t.column, transform=t.transform)
+                for t in task.transforms
+            ],
             dataset=task.dataset,
         ),
         model=pb.ModelSpec(
@@ -137,8 +157,9 @@ def to_proto(spec: RunSpec) -> pb.RunSpec:
         batch_size=spec.batch_size,
         learning_rate=spec.learning_rate,
         weight_decay=spec.weight_decay,
-        strategy=pb.StrategySpec(name=spec.strategy.name,
-                                 parameters=spec.strategy.parameters),
+        strategy=pb.StrategySpec(
+            name=spec.strategy.name, parameters=spec.strategy.parameters
+        ),
         grace_seconds=spec.grace_seconds,
         round_timeout_seconds=spec.round_timeout_seconds,
         max_round_retries=spec.max_round_retries,
@@ -156,9 +177,13 @@ def from_proto(message: pb.RunSpec) -> RunSpec:
             "features": list(task.features),
             "target": task.target,
             "targetTransform": task.target_transform or "none",
-            "fill": {"default": task.fill_default or "zero", "columns": dict(task.fill)},
-            "transforms": [{"column": t.column, "transform": t.transform}
-                           for t in task.transforms],
+            "fill": {
+                "default": task.fill_default or "zero",
+                "columns": dict(task.fill),
+            },
+            "transforms": [
+                {"column": t.column, "transform": t.transform} for t in task.transforms
+            ],
             "dataset": task.dataset,
         },
         "model": {
@@ -174,8 +199,10 @@ def from_proto(message: pb.RunSpec) -> RunSpec:
         "batchSize": message.batch_size or 32,
         "learningRate": message.learning_rate or 1e-3,
         "weightDecay": message.weight_decay,
-        "strategy": {"name": message.strategy.name or "fedavg",
-                     "parameters": dict(message.strategy.parameters)},
+        "strategy": {
+            "name": message.strategy.name or "fedavg",
+            "parameters": dict(message.strategy.parameters),
+        },
         "graceSeconds": message.grace_seconds,
         "roundTimeoutSeconds": message.round_timeout_seconds or 600.0,
         "maxRoundRetries": message.max_round_retries,

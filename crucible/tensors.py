@@ -41,7 +41,10 @@ class TensorInfo:
 
 def describe(weights: Weights) -> list[TensorInfo]:
     """The manifest entries of ``weights``, in their order."""
-    return [TensorInfo(k, str(v.dtype), tuple(int(d) for d in v.shape)) for k, v in weights.items()]
+    return [
+        TensorInfo(k, str(v.dtype), tuple(int(d) for d in v.shape))
+        for k, v in weights.items()
+    ]
 
 
 def payload_digest(weights: Weights) -> str:
@@ -102,7 +105,9 @@ def check_manifest(
         return
     expected_by_name = {e.name: e for e in expected}
     found_names = [f.name for f in found]
-    if sorted(found_names) != sorted(expected_by_name) or len(set(found_names)) != len(found_names):
+    if sorted(found_names) != sorted(expected_by_name) or len(set(found_names)) != len(
+        found_names
+    ):
         raise InputError(
             f"{source}: tensors {sorted(found_names)} do not match the global model's "
             f"{sorted(expected_by_name)}; the update is refused",
@@ -172,14 +177,20 @@ def check_finite(weights: Weights, *, source: str) -> None:
             )
 
 
-def write_atomic(path: Path, weights: Weights, metadata: dict[str, str] | None = None) -> str:
+def write_atomic(
+    path: Path, weights: Weights, metadata: dict[str, str] | None = None
+) -> str:
     """Write a safetensors file via temporary file, fsync and rename; return its sha256.
 
     A reader never sees a half-written file: either the old one or the new one.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    save_file({k: np.ascontiguousarray(v) for k, v in weights.items()}, str(temporary), metadata=metadata)
+    save_file(
+        {k: np.ascontiguousarray(v) for k, v in weights.items()},
+        str(temporary),
+        metadata=metadata,
+    )
     with open(temporary, "rb") as handle:
         os.fsync(handle.fileno())
     os.replace(temporary, path)

@@ -34,12 +34,17 @@ class TlsFiles:
     _stamp: tuple[float, ...] = field(default=(), repr=False)
 
     def read(self) -> tuple[bytes, bytes, bytes]:
-        return self.certificate.read_bytes(), self.key.read_bytes(), self.ca.read_bytes()
+        return (
+            self.certificate.read_bytes(),
+            self.key.read_bytes(),
+            self.ca.read_bytes(),
+        )
 
     def changed(self) -> bool:
         """True when any of the files changed since the last call."""
         stamp = tuple(
-            os.stat(p).st_mtime_ns + os.stat(p).st_size for p in (self.certificate, self.key, self.ca)
+            os.stat(p).st_mtime_ns + os.stat(p).st_size
+            for p in (self.certificate, self.key, self.ca)
         )
         if stamp == self._stamp:
             return False

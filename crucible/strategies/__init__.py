@@ -67,7 +67,9 @@ def create(spec: StrategySpec) -> Strategy:
     return factory(dict(spec.parameters))
 
 
-def check_parameters(name: str, given: dict[str, float], allowed: dict[str, float]) -> dict[str, float]:
+def check_parameters(
+    name: str, given: dict[str, float], allowed: dict[str, float]
+) -> dict[str, float]:
     """``allowed`` with ``given`` applied; unknown parameter names are refused."""
     unknown = sorted(set(given) - set(allowed))
     if unknown:

@@ -27,7 +27,9 @@ class FedAdam:
 
     def __init__(self, parameters: dict[str, float]) -> None:
         self.parameters = check_parameters(
-            self.name, parameters, {"eta": 0.01, "beta1": 0.9, "beta2": 0.99, "tau": 1e-3}
+            self.name,
+            parameters,
+            {"eta": 0.01, "beta1": 0.9, "beta2": 0.99, "tau": 1e-3},
         )
 
     def participant_config(self) -> dict[str, float]:
@@ -47,7 +49,9 @@ class FedAdam:
             m = p["beta1"] * m + (1 - p["beta1"]) * delta
             v = p["beta2"] * v + (1 - p["beta2"]) * delta**2
             step = p["eta"] * m / (np.sqrt(v) + p["tau"])
-            new_weights[name] = (current.astype(np.float64) + step).astype(current.dtype)
+            new_weights[name] = (current.astype(np.float64) + step).astype(
+                current.dtype
+            )
             new_state[f"m/{name}"] = m
             new_state[f"v/{name}"] = v
         return new_weights, new_state

@@ -47,7 +47,9 @@ class Median:
     ) -> tuple[Weights, Weights]:
         _, loaded = _stack(updates)
         return {
-            name: np.median(np.stack([w[name] for w in loaded]), axis=0).astype(array.dtype)
+            name: np.median(np.stack([w[name] for w in loaded]), axis=0).astype(
+                array.dtype
+            )
             for name, array in global_weights.items()
         }, state
 
@@ -82,7 +84,9 @@ class TrimmedMean:
             trim = 1
         result: Weights = {}
         for name, array in global_weights.items():
-            stacked = np.sort(np.stack([w[name] for w in loaded]).astype(np.float64), axis=0)
+            stacked = np.sort(
+                np.stack([w[name] for w in loaded]).astype(np.float64), axis=0
+            )
             result[name] = stacked[trim : k - trim].mean(axis=0).astype(array.dtype)
         return result, state
 
@@ -115,7 +119,9 @@ class Krum:
         ).astype(np.float64)
         squared = ((flat[:, None, :] - flat[None, :, :]) ** 2).sum(axis=2)
         neighbours = max(1, k - f - 2)
-        scores = [np.sort(np.delete(squared[i], i))[:neighbours].sum() for i in range(k)]
+        scores = [
+            np.sort(np.delete(squared[i], i))[:neighbours].sum() for i in range(k)
+        ]
         chosen = np.argsort(scores, kind="stable")[:m]
         return {
             name: np.mean([loaded[i][name] for i in chosen], axis=0).astype(array.dtype)
@@ -146,7 +152,9 @@ class EvaluationWeighted:
     def weights(self, updates: list[Update]) -> list[float]:
         """The normalized weight of each update, in order; they sum to one."""
         key = "validation_r2" if self.parameters["metric_is_r2"] else "validation_loss"
-        higher = bool(self.parameters["higher_is_better"] or self.parameters["metric_is_r2"])
+        higher = bool(
+            self.parameters["higher_is_better"] or self.parameters["metric_is_r2"]
+        )
         raw: list[float] = []
         for update in updates:
             if key not in update.metrics:
@@ -167,7 +175,9 @@ class EvaluationWeighted:
         listed = list(updates)
         if not listed:
             raise InputError("aggregation: no accepted update in this round")
-        sums = {n: np.zeros(a.shape, dtype=np.float64) for n, a in global_weights.items()}
+        sums = {
+            n: np.zeros(a.shape, dtype=np.float64) for n, a in global_weights.items()
+        }
         for weight, update in zip(self.weights(listed), listed, strict=True):
             for name, array in update.load().items():
                 sums[name] += weight * array
