@@ -1,6 +1,7 @@
 # syntax=docker/dockerfile:1
 # One image for every component: `crucible aggregator`, `crucible participant`,
-# `crucible operator`, `crucible demo`.
+# `crucible operator`, and the demo with the creep data shipped in the image:
+#   docker run --rm IMAGE demo --data /opt/crucible/share/data/creep --output /tmp/demo
 #
 # Build arguments:
 #   TORCH_INDEX_URL  where torch comes from. Default: PyTorch's CPU-only index, which
