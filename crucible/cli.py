@@ -1,7 +1,7 @@
 """The ``crucible`` command: one entry point for every component.
 
     crucible aggregator | participant | operator     run a service
-    crucible certs init | issue                      the federation's certificates
+    crucible certs init | issue | secret             the federation's certificates
     crucible run start | get | watch | cancel        administer runs (operator certificate)
     crucible model pull                              download a run's global model
     crucible demo                                    the whole federation on one machine
@@ -49,6 +49,44 @@ def _certs(args: argparse.Namespace) -> int:
             }
         )
     )
+    return 0
+
+
+def _certs_secret(args: argparse.Namespace) -> int:
+    """Print a Kubernetes Secret with an issued certificate, its key and the CA."""
+    import base64
+
+    import yaml
+
+    from crucible.errors import InputError
+
+    directory = Path(args.dir)
+    issued = Path(args.out) if args.out else directory
+    files = {
+        "tls.crt": issued / f"{args.name}.crt",
+        "tls.key": issued / f"{args.name}.key",
+        "ca.crt": directory / "ca.crt",
+    }
+    missing = [str(path) for path in files.values() if not path.is_file()]
+    if missing:
+        raise InputError(
+            f"certs secret {args.name}: expected {', '.join(missing)}, found nothing; "
+            f"issue it first with `crucible certs issue {args.name} --dir {args.dir}`"
+        )
+    metadata = {"name": args.secret_name}
+    if args.namespace:
+        metadata["namespace"] = args.namespace
+    secret = {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "kubernetes.io/tls",
+        "metadata": metadata,
+        "data": {
+            key: base64.b64encode(path.read_bytes()).decode()
+            for key, path in files.items()
+        },
+    }
+    print(yaml.safe_dump(secret, sort_keys=False), end="")
     return 0
 
 
@@ -201,6 +239,19 @@ def parser() -> argparse.ArgumentParser:
     issue.add_argument("--days", type=int, default=365)
     issue.add_argument("--out", help="directory for NAME.crt and NAME.key")
     issue.set_defaults(handler=_certs)
+    secret = certs_commands.add_parser(
+        "secret",
+        help="print a Kubernetes Secret (tls.crt, tls.key, ca.crt) of an issued "
+        "certificate, for `kubectl apply -f -`",
+    )
+    secret.add_argument("name", help="organization name the certificate was issued to")
+    secret.add_argument("--dir", required=True, help="directory of the CA")
+    secret.add_argument("--out", help="directory of NAME.crt and NAME.key if not --dir")
+    secret.add_argument(
+        "--secret-name", required=True, help="name of the Secret, as the chart expects"
+    )
+    secret.add_argument("--namespace", help="namespace of the Secret")
+    secret.set_defaults(handler=_certs_secret)
 
     run = commands.add_parser("run", help="administer runs on an aggregator")
     run_commands = run.add_subparsers(dest="run_command", required=True)

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
+from crucible import certificates
 from tests.chart import upstream
 from tests.chart.conftest import CHART, EXAMPLES, Helm, set_arguments
 from tests.e2e.controlplane import (
@@ -259,3 +261,30 @@ def test_gateway_and_ingress_exposures_pass_server_validation(
     manifest.write_text(rendered.stdout)
     kubectl(cluster, "create", "namespace", namespace)
     kubectl(cluster, "apply", "--dry-run=server", "-f", str(manifest))
+
+
+def test_secret_from_crucible_certs_is_accepted_by_the_api_server(
+    cluster: ControlPlane, tmp_path: Path
+) -> None:
+    certificates.init_ca(tmp_path / "ca")
+    certificates.issue(tmp_path / "ca", "plant_c", role="participant")
+    kubectl(cluster, "create", "namespace", "plant-c")
+    printed = subprocess.run(
+        [
+            sys.executable, "-m", "crucible.cli", "certs", "secret", "plant_c",
+            "--dir", str(tmp_path / "ca"),
+            "--secret-name", "crucible-participant-tls", "--namespace", "plant-c",
+        ],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    manifest = tmp_path / "secret.yaml"
+    manifest.write_text(printed.stdout)
+
+    kubectl(cluster, "apply", "-f", str(manifest))
+
+    (secret,) = [
+        s
+        for s in get(cluster, "secrets", "plant-c")
+        if s["metadata"]["name"] == "crucible-participant-tls"
+    ]
+    assert set(secret["data"]) == {"tls.crt", "tls.key", "ca.crt"}
