@@ -1,14 +1,13 @@
 """Real Helm for the chart tests, and rendering the chart into Kubernetes objects.
 
 Helm is the binary that scripts/test-tools.sh builds from its Go module into
-``$CRUCIBLE_TOOLS_DIR/helm-VERSION/helm`` (default ``~/.cache/crucible/tools``); the
-environment variable ``HELM`` names another one.
+``~/.cache/crucible/tools/helm-VERSION/helm``; the environment variable ``HELM`` names
+another one.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,19 +23,22 @@ TOOLS_SCRIPT = ROOT / "scripts" / "test-tools.sh"
 
 
 def helm_path() -> Path:
-    """Where the tools script puts helm, or $HELM."""
+    """$HELM, or where scripts/test-tools.sh puts helm (asked with --check)."""
     if os.environ.get("HELM"):
         return Path(os.environ["HELM"])
-    pinned = re.search(
-        r'HELM_VERSION="\$\{HELM_VERSION:-([^}]+)\}"', TOOLS_SCRIPT.read_text()
+    # --check builds nothing; it prints every tool's path, and fails when any is
+    # missing, which matters here only for helm.
+    report = subprocess.run(
+        ["bash", str(TOOLS_SCRIPT), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
     )
-    version = os.environ.get("HELM_VERSION") or (pinned.group(1) if pinned else "")
-    tools = Path(
-        os.environ.get(
-            "CRUCIBLE_TOOLS_DIR", Path.home() / ".cache" / "crucible" / "tools"
-        )
+    paths = dict(
+        line.split("=", 1) for line in report.stdout.splitlines() if "=" in line
     )
-    return tools / f"helm-{version}" / "helm"
+    return Path(paths.get("HELM", "helm-not-reported-by-scripts/test-tools.sh"))
 
 
 @dataclass(frozen=True)

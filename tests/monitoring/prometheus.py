@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import time
 import urllib.error
@@ -25,6 +24,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from tests.federation import free_port
 
 SCRAPE_SECONDS = 1
 
@@ -40,12 +41,6 @@ def tool(name: str) -> Path:
             f"prometheus` (the service need not run) or set {name.upper()}"
         )
     return path
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @dataclass
