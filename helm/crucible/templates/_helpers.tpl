@@ -111,11 +111,8 @@ app.kubernetes.io/component: {{ .component }}
 {{- splitList ":" .Values.participant.aggregator.address | last -}}
 {{- end -}}
 
-{{/*
-The pod-level pieces every component shares ({root, component}): security context,
-pull secrets, scheduling, and the volumes for the TLS files, the configuration file
-and /tmp (the root filesystem is read-only).
-*/}}
+{{/* The pod-level pieces every component shares ({root, component}): security
+context, pull secrets, scheduling. */}}
 {{- define "crucible.podSpecCommon" -}}
 {{- $root := .root -}}
 {{- $values := index $root.Values .component -}}
@@ -139,6 +136,8 @@ affinity:
 {{- end }}
 {{- end -}}
 
+{{/* The volumes every component mounts ({root, component}): its TLS files, its
+configuration file, and /tmp, since the root filesystem is read-only. */}}
 {{- define "crucible.commonVolumes" -}}
 - name: tls
   projected:
