@@ -12,17 +12,19 @@ before it reads a single data byte, and refuses a stream whose bytes do not add 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import load_file
 
 from crucible.errors import InputError
 
 CHUNK_BYTES = 1 << 20
+METADATA_KEY = "crucible"
 ALLOWED_DTYPES = frozenset({"float32", "float64", "float16", "int64", "int32"})
 
 Weights = dict[str, np.ndarray]
@@ -177,21 +179,59 @@ def check_finite(weights: Weights, *, source: str) -> None:
             )
 
 
+SAFETENSORS_DTYPES = {
+    "float32": "F32",
+    "float64": "F64",
+    "float16": "F16",
+    "int64": "I64",
+    "int32": "I32",
+}
+
+
+def safetensors_bytes(
+    weights: Weights, metadata: dict[str, str] | None = None
+) -> bytes:
+    """The safetensors encoding of ``weights``, byte-identical for equal input.
+
+    Tensors are laid out in name order and the header is JSON with sorted keys, so the
+    file's SHA-256 identifies the model (the reference writer orders its header by
+    hash map and would not).
+    """
+    header: dict[str, object] = {}
+    if metadata:
+        header["__metadata__"] = {METADATA_KEY: json.dumps(metadata, sort_keys=True)}
+    offset = 0
+    blobs = []
+    for name in sorted(weights):
+        array = np.ascontiguousarray(weights[name])
+        data = array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
+        header[name] = {
+            "dtype": SAFETENSORS_DTYPES[str(array.dtype)],
+            "shape": list(array.shape),
+            "data_offsets": [offset, offset + len(data)],
+        }
+        offset += len(data)
+        blobs.append(data)
+    encoded = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    encoded += b" " * (-len(encoded) % 8)
+    return len(encoded).to_bytes(8, "little") + encoded + b"".join(blobs)
+
+
 def write_atomic(
     path: Path, weights: Weights, metadata: dict[str, str] | None = None
 ) -> str:
     """Write a safetensors file via temporary file, fsync and rename; return its sha256.
 
     A reader never sees a half-written file: either the old one or the new one.
+    ``metadata`` is stored as one JSON entry with sorted keys, so equal tensors and
+    metadata give byte-identical files (and equal digests).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    save_file(
-        {k: np.ascontiguousarray(v) for k, v in weights.items()},
-        str(temporary),
-        metadata=metadata,
-    )
-    with open(temporary, "rb") as handle:
+    payload = safetensors_bytes(weights, metadata)
+    with open(temporary, "wb") as handle:
+        handle.write(payload)
+        handle.flush()
         os.fsync(handle.fileno())
     os.replace(temporary, path)
     directory = os.open(path.parent, os.O_RDONLY)
@@ -199,7 +239,7 @@ def write_atomic(
         os.fsync(directory)
     finally:
         os.close(directory)
-    return file_digest(path)
+    return hashlib.sha256(payload).hexdigest()
 
 
 def file_digest(path: Path) -> str:
@@ -220,7 +260,8 @@ def read_metadata(path: Path) -> dict[str, str]:
     from safetensors import safe_open
 
     with safe_open(str(path), framework="numpy") as handle:
-        return dict(handle.metadata() or {})
+        stored = handle.metadata() or {}
+    return json.loads(stored.get(METADATA_KEY, "{}"))
 
 
 def concat_chunks(chunks: Iterable[bytes]) -> bytes:

@@ -772,7 +772,9 @@ class Coordinator:
     def _statistics(self, run: Run) -> dict[str, dict[str, tables.ColumnSums]]:
         active = {p.name for p in run.active()}
         result = {}
-        for row in self.store.query("SELECT * FROM statistics WHERE run_id=?", run.id):
+        for row in self.store.query(
+            "SELECT * FROM statistics WHERE run_id=? ORDER BY participant", run.id
+        ):
             if row["participant"] in active:
                 raw = json.loads(row["payload"])
                 result[row["participant"]] = {
