@@ -58,7 +58,7 @@ TERMINAL = ("Succeeded", "Failed", "Cancelled")
 CHECKPOINT_RETRY_SECONDS = 5.0
 
 
-class Stopped(Exception):
+class Stopped(Exception):  # noqa: N818 - a signal to stop driving, not an error
     """The run reached a terminal phase while its driver waited."""
 
 

@@ -13,6 +13,7 @@ run the aggregator refuses or stops is left, and the agent waits for the next.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import threading
 import time
@@ -363,15 +364,13 @@ class Agent:
 
             def beat(self) -> None:
                 while not self.done.wait(agent.settings.heartbeat_seconds):
-                    try:
+                    with contextlib.suppress(grpc.RpcError):
                         agent.stub.Heartbeat(
                             pb.HeartbeatRequest(
                                 run_id=task.run_id, state="training", round=task.round
                             ),
                             timeout=10,
                         )
-                    except grpc.RpcError:
-                        pass
 
             def __exit__(self, *exc: object) -> None:
                 self.done.set()

@@ -53,9 +53,8 @@ def test_organization_the_run_does_not_name_is_refused(aggregator: Federation):
 
 def test_participant_certificate_is_refused_on_the_admin_api(aggregator: Federation):
     aggregator.issue("org-a")
-    with aggregator.admin("org-a") as admin:
-        with pytest.raises(Exception) as raised:
-            admin.start_run("as-participant", specs.parse(spec(["org-a"])))
+    with aggregator.admin("org-a") as admin, pytest.raises(Exception) as raised:
+        admin.start_run("as-participant", specs.parse(spec(["org-a"])))
     assert "PERMISSION_DENIED" in str(raised.value)
     assert "role operator" in str(raised.value)
 

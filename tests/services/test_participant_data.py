@@ -36,7 +36,7 @@ def test_csv_missing_a_feature_column_is_refused_naming_column_and_file(
     federation.start_participant("plant-b", {"default": {"train": str(table)}})
     with federation.admin() as admin:
         run_id = admin.start_run("uid-missing", specs.parse(spec(["plant-b"]))).run_id
-    state, message = participant_message(federation, run_id, "plant-b")
+    _state, message = participant_message(federation, run_id, "plant-b")
     assert "stress_MPa" in message
     assert str(table) in message
 

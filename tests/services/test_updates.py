@@ -45,7 +45,7 @@ def refused(federation: Federation, run_id: str) -> dict[str, int]:
 
 def metric(federation: Federation, line_start: str) -> float:
     url = f"http://{federation.aggregator_metrics}/metrics"
-    with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - loopback
+    with urllib.request.urlopen(url, timeout=5) as response:
         for line in response.read().decode().splitlines():
             if line.startswith(line_start):
                 return float(line.split()[-1])
@@ -78,14 +78,14 @@ def test_update_with_wrong_shape_is_refused_and_counted(training):
 
 
 def test_update_with_wrong_dtype_is_refused(training):
-    federation, client, task = training
+    _federation, client, task = training
     weights = {k: v.astype(np.float64) for k, v in client.fetch(task).items()}
     receipt = client.send(task, weights)
     assert (receipt.accepted, receipt.reason) == (False, "WrongDtype")
 
 
 def test_truncated_update_stream_is_refused(training):
-    federation, client, task = training
+    _federation, client, task = training
     weights = client.fetch(task)
     manifest = pb.Manifest(
         tensors=[
@@ -106,11 +106,11 @@ def test_truncated_update_stream_is_refused(training):
 
 
 def test_pickle_payload_is_refused_without_being_executed(training, tmp_path):
-    federation, client, task = training
+    _federation, client, task = training
     marker = tmp_path / "executed"
 
     class Exploit:
-        def __reduce__(self):  # noqa: ANN204
+        def __reduce__(self):
             return (open, (str(marker), "w"))
 
     payload = pickle.dumps(Exploit())
@@ -143,7 +143,7 @@ def test_second_update_from_the_same_organization_does_not_count(training):
 
 
 def test_update_for_another_round_is_refused_as_stale(training):
-    federation, client, task = training
+    _federation, client, task = training
     weights = client.fetch(task)
     receipt = client.send(task, weights, header={"round": task.round + 1})
     assert (receipt.accepted, receipt.reason) == (False, "StaleRound")
