@@ -51,7 +51,7 @@ from crucible.tensors import (
     read_metadata,
     write_atomic,
 )
-from services.aggregator import metrics
+from services.aggregator import faults, metrics
 from services.aggregator.store import Store
 
 TERMINAL = ("Succeeded", "Failed", "Cancelled")
@@ -581,7 +581,9 @@ class Coordinator:
             run.global_weights, updates, run.strategy_state
         )
         check_finite(weights, source=f"aggregate of round {round_number}")
+        faults.after("aggregated")
         digest = self._write_checkpoint(run, round_number, weights, state, run.scaling)
+        faults.after("checkpoint_written")
 
         samples = sum(row["samples"] for row in rows)
         losses = [json.loads(row["metrics"]).get("train_loss") for row in rows]
@@ -628,6 +630,7 @@ class Coordinator:
             run.stage_started = time.time()
             run.attempt = 1
             self._save(run)
+        faults.after("round_recorded")
         self.store.drop_updates(run.id, round_number - 1)
         self.store.drop_updates(run.id, round_number)
         metrics.ROUNDS_COMPLETED.inc()
@@ -1124,6 +1127,7 @@ class Coordinator:
             reporting = len(self._updates(run, header.round))
             metrics.PARTICIPANTS_REPORTING.labels(run=run.id).set(reporting)
             self._changed(run)
+        faults.after("update_recorded")
         metrics.UPDATES_ACCEPTED.inc()
         metrics.UPDATE_BYTES.inc(size)
         self.log.info(
