@@ -17,14 +17,15 @@ $(INSTALLED): pyproject.toml
 demo: install
 	$(BIN)/crucible demo --output demo-output
 
+# Builds (once per machine) and lists the upstream programs the tests run.
 tools:
-	bash scripts/test-tools.sh
+	bash scripts/test-tools.sh > .tools.env
 
 test: install tools
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
-	$(BIN)/pytest
+	set -a && . ./.tools.env && set +a && $(BIN)/pytest
 
 test-fast: install
 	$(BIN)/pytest -m "not cluster and not slow"

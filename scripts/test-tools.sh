@@ -80,10 +80,39 @@ build_helm() {
     "helm.sh/helm/v4/cmd/helm@v$HELM_VERSION"
 }
 
+# Prometheus and promtool: the machine's own when on PATH, otherwise Debian's
+# `prometheus` package unpacked into the cache (no service is installed or started).
+PROMETHEUS_DIR="$TOOLS/prometheus-debian"
+fetch_prometheus() {
+  command -v promtool >/dev/null && command -v prometheus >/dev/null && return 0
+  [ -x "$PROMETHEUS_DIR/usr/bin/promtool" ] && return 0
+  log "unpacking Debian's prometheus package into $PROMETHEUS_DIR"
+  local work
+  work=$(mktemp -d)
+  if ! (cd "$work" && apt-get download prometheus >/dev/null 2>&1); then
+    apt-get update -qq >/dev/null
+    (cd "$work" && apt-get download prometheus >/dev/null)
+  fi
+  mkdir -p "$PROMETHEUS_DIR"
+  dpkg -x "$work"/prometheus_*.deb "$PROMETHEUS_DIR"
+  rm -rf "$work"
+}
+
+prometheus_paths() {
+  if command -v promtool >/dev/null && command -v prometheus >/dev/null; then
+    echo "PROMETHEUS=$(command -v prometheus)"
+    echo "PROMTOOL=$(command -v promtool)"
+  else
+    echo "PROMETHEUS=$PROMETHEUS_DIR/usr/bin/prometheus"
+    echo "PROMTOOL=$PROMETHEUS_DIR/usr/bin/promtool"
+  fi
+}
+
 paths() {
   echo "KUBE_APISERVER=$TOOLS/kube-apiserver-$KUBERNETES_VERSION/kube-apiserver"
   echo "ETCD=$TOOLS/etcd-$ETCD_VERSION/etcd"
   echo "HELM=$TOOLS/helm-$HELM_VERSION/helm"
+  prometheus_paths
 }
 
 if [ "${1:-}" = "--check" ]; then
@@ -98,4 +127,5 @@ fi
 build_etcd
 build_helm
 build_kube_apiserver
+fetch_prometheus
 paths
