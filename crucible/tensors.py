@@ -138,21 +138,26 @@ class Assembler:
         self.manifest = manifest
         self.source = source
         self.expected_bytes = sum(info.nbytes for info in manifest)
-        self.buffer = bytearray()
+        # One buffer of the declared size, filled in place: growing a bytearray chunk
+        # by chunk would copy it and briefly hold it twice.
+        self.buffer = bytearray(self.expected_bytes)
+        self.received = 0
 
     def add(self, data: bytes) -> None:
-        if len(self.buffer) + len(data) > self.expected_bytes:
+        end = self.received + len(data)
+        if end > self.expected_bytes:
             raise InputError(
                 f"{self.source}: stream holds more than the {self.expected_bytes} bytes its "
                 "manifest declares; the tensors are refused",
                 reason="Malformed",
             )
-        self.buffer += data
+        self.buffer[self.received : end] = data
+        self.received = end
 
     def finish(self) -> Weights:
-        if len(self.buffer) != self.expected_bytes:
+        if self.received != self.expected_bytes:
             raise InputError(
-                f"{self.source}: stream ended after {len(self.buffer)} of "
+                f"{self.source}: stream ended after {self.received} of "
                 f"{self.expected_bytes} declared bytes; the tensors are refused",
                 reason="Truncated",
             )
@@ -162,7 +167,9 @@ class Assembler:
             little_endian = np.dtype(info.dtype).newbyteorder("<")
             count = int(np.prod(info.shape, dtype=np.int64))
             array = np.frombuffer(self.buffer, little_endian, count, offset)
-            weights[info.name] = array.reshape(info.shape).astype(info.dtype)
+            weights[info.name] = array.reshape(info.shape).astype(
+                info.dtype, copy=False
+            )
             offset += info.nbytes
         return weights
 
