@@ -45,8 +45,12 @@ class Strategy(Protocol):
 
 
 def create(spec: StrategySpec) -> Strategy:
-    """The strategy a run's spec names, with its parameters checked."""
-    from crucible.strategies import fedadam, fedavg, robust
+    """The strategy a run's spec names, with its parameters checked.
+
+    Every strategy also takes ``max_norm_ratio``, applied before it by the aggregator
+    (see :mod:`crucible.strategies.screening`).
+    """
+    from crucible.strategies import fedadam, fedavg, robust, screening
 
     factories: dict[str, Callable[[dict[str, float]], Strategy]] = {
         "fedavg": fedavg.FedAvg,
@@ -64,7 +68,8 @@ def create(spec: StrategySpec) -> Strategy:
         raise InputError(
             f"strategy.name: expected one of {sorted(factories)}, found {spec.name!r}"
         ) from None
-    return factory(dict(spec.parameters))
+    own, _ = screening.split_parameters(dict(spec.parameters))
+    return factory(own)
 
 
 def check_parameters(

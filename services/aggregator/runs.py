@@ -37,7 +37,7 @@ from crucible import data as tables
 from crucible import spec as specs
 from crucible.errors import CrucibleError, InputError, TemporaryError
 from crucible.protocol import pb
-from crucible.strategies import Strategy, Update, create
+from crucible.strategies import Strategy, Update, create, screening
 from crucible.telemetry import logger
 from crucible.tensors import (
     Assembler,
@@ -566,7 +566,7 @@ class Coordinator:
             self._below_quorum(run, count, "training")
             return
 
-        rows = self._updates(run, round_number)
+        rows = self._screen(run, round_number, self._updates(run, round_number))
         updates = [
             Update(
                 participant=row["participant"],
@@ -646,6 +646,30 @@ class Coordinator:
             train_loss=train_loss,
             update_bytes=update_bytes,
         )
+
+    def _screen(self, run: Run, round_number: int, rows: list) -> list:
+        """The rows whose updates pass the norm check; outliers are refused."""
+        _, max_ratio = screening.split_parameters(run.spec.strategy.parameters)
+        assert run.global_weights is not None
+        outliers = screening.norm_outliers(
+            run.global_weights,
+            [(row["participant"], self._loader(run, row["path"])) for row in rows],
+            max_ratio=max_ratio,
+        )
+        for outlier in outliers:
+            self.refuse(
+                run,
+                outlier.participant,
+                InputError(
+                    f"update from {outlier.participant} for round {round_number}: norm "
+                    f"{outlier.norm:.4g} is {outlier.ratio:.1f} times the round's "
+                    f"median {outlier.median:.4g}, above max_norm_ratio {max_ratio:g}; "
+                    "the update is excluded from the aggregate",
+                    reason="NormOutlier",
+                ),
+            )
+        excluded = {outlier.participant for outlier in outliers}
+        return [row for row in rows if row["participant"] not in excluded]
 
     def _loader(self, run: Run, path: str) -> Callable[[], Weights]:
         def load() -> Weights:
@@ -1048,6 +1072,13 @@ class Coordinator:
             participant=organization,
             reason=reason,
             error=str(error),
+        )
+        self.store.audit(
+            actor=organization,
+            action="update_refused",
+            run_id=run.id if run else "",
+            reason=reason,
+            why=str(error),
         )
         if run is None:
             return
