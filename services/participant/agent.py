@@ -120,15 +120,20 @@ class Agent:
             for offer in offers.offers:
                 if offer.run_id in self.finished:
                     continue
-                self.take(offer)
+                if not self.take(offer):
+                    continue  # left on an error: the next offer poll rejoins
                 self.finished.add(offer.run_id)
                 if self.settings.once:
                     return 0
             self.stopping.wait(OFFER_POLL_SECONDS)
         return 0
 
-    def take(self, offer: pb.RunOffer) -> None:
-        """Join the offered run if the policy and the table allow, then work it."""
+    def take(self, offer: pb.RunOffer) -> bool:
+        """Join the offered run if the policy and the table allow, then work it.
+
+        True when the agent is done with the run (refused it, or the run ended); False
+        when it left on an error, so that the next offer poll rejoins the run.
+        """
         log = self.log.bind(run=offer.run_id)
         try:
             spec = specs.from_proto(offer.spec)
@@ -149,7 +154,7 @@ class Agent:
                     timeout=30,
                 ),
             )
-            return
+            return True
         assert local is not None
         self.call(
             "Join",
@@ -161,9 +166,16 @@ class Agent:
         try:
             self.work(offer.run_id, spec, local)
         except grpc.RpcError as error:
-            log.warning("run_left", code=error.code().name, why=error.details())
+            log.warning(
+                "run_left",
+                code=error.code().name,
+                why=error.details(),
+                next="rejoining while the run is offered",
+            )
+            return False
         finally:
             self.models.clear()
+        return True
 
     def load(self, spec: specs.RunSpec) -> LocalData:
         name = spec.task.dataset or "default"
@@ -195,19 +207,28 @@ class Agent:
                     pb.TaskRequest(run_id=run_id, wait_seconds=wait), timeout=wait + 30
                 ),
             )
-            if task.kind == pb.STATISTICS:
-                self.report_statistics(task, local)
-            elif task.kind == pb.TRAIN:
-                self.train(task, spec, local, log)
-            elif task.kind == pb.EVALUATE:
-                self.evaluate(task, spec, local, log)
-            elif task.kind in (pb.DONE, pb.STOP):
+            try:
+                self.do(task, spec, local, log)
+            except grpc.RpcError as error:
+                # The stage closed while we worked (a straggler): take the next task.
+                if error.code() != grpc.StatusCode.FAILED_PRECONDITION:
+                    raise
+                log.warning("task_outdated", why=error.details(), next="next task")
+            if task.kind in (pb.DONE, pb.STOP):
                 log.info(
                     "run_ended", kind=pb.TaskKind.Name(task.kind), why=task.message
                 )
                 return
 
     # ------------------------------------------------------------- tasks
+
+    def do(self, task: pb.Task, spec: specs.RunSpec, local: LocalData, log) -> None:
+        if task.kind == pb.STATISTICS:
+            self.report_statistics(task, local)
+        elif task.kind == pb.TRAIN:
+            self.train(task, spec, local, log)
+        elif task.kind == pb.EVALUATE:
+            self.evaluate(task, spec, local, log)
 
     def report_statistics(self, task: pb.Task, local: LocalData) -> None:
         sums = tables.statistics(local.train)
