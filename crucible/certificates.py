@@ -7,7 +7,8 @@ identity and role from the verified peer certificate on every call; nothing in a
 payload can claim them.
 
 What this module does not do: revocation lists or OCSP. A revoked identity is removed
-by issuing from a new CA, or by dropping the organization from the run.
+by issuing from a new CA (services check every call against the CA file as it is now,
+see :func:`trust_problem`), or by dropping the organization from the run.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -185,3 +187,25 @@ def identity_of(pem: bytes) -> Identity:
     role = str(roles[0].value) if roles else ""
     fingerprint = certificate.fingerprint(hashes.SHA256()).hex()
     return Identity(organization=organization, role=role, fingerprint=fingerprint)
+
+
+def trust_problem(pem: bytes, ca_bundle: bytes, *, now: dt.datetime) -> str | None:
+    """Why the CA bundle as it is now would not accept ``pem``; None when it would.
+
+    TLS checks a certificate once, at the handshake; a connection then lives for hours.
+    Checking again on every call makes a rotated CA or an expired certificate take
+    effect on the peer's next call instead of its next connection.
+    """
+    certificate = x509.load_pem_x509_certificate(pem)
+    if now < certificate.not_valid_before_utc:
+        return f"certificate is not valid before {certificate.not_valid_before_utc}"
+    if now > certificate.not_valid_after_utc:
+        return f"certificate expired at {certificate.not_valid_after_utc}"
+    for authority in x509.load_pem_x509_certificates(ca_bundle):
+        try:
+            certificate.verify_directly_issued_by(authority)
+        except (ValueError, TypeError, InvalidSignature):
+            continue
+        return None
+    subject = certificate.subject.rfc4514_string()
+    return f"certificate of {subject} is not issued by the current federation CA"

@@ -2,8 +2,11 @@
 
 Servers require and verify a client certificate from the federation CA, and reload their
 own certificate, key and CA from disk when the files change (rotation without restart):
-gRPC asks for the configuration at each new handshake. Channels present the caller's
-certificate and verify the server's against the same CA.
+gRPC asks for the configuration at each new handshake. Since a connection outlives its
+handshake, :class:`PeerCheck` checks the peer's certificate again on every call against
+the CA file as it is now, so a rotated CA or an expired certificate takes effect on the
+peer's next call. Channels present the caller's certificate and verify the server's
+against the same CA.
 
 Keepalive is tuned for rounds of an hour or more behind proxies that drop idle
 connections: the client pings every ``keepalive_seconds`` even without calls in flight,
@@ -12,6 +15,7 @@ and the server accepts such pings.
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import os
 from dataclasses import dataclass, field
@@ -19,7 +23,7 @@ from pathlib import Path
 
 import grpc
 
-from crucible.certificates import Identity, identity_of
+from crucible.certificates import Identity, identity_of, trust_problem
 
 MAX_MESSAGE_BYTES = 8 << 20
 
@@ -116,3 +120,40 @@ def peer_identity(context: grpc.ServicerContext) -> Identity | None:
     if not pems:
         return None
     return _identity_of_cached(pems[0])
+
+
+@functools.lru_cache(maxsize=4096)
+def _trust_problem_cached(pem: bytes, ca_bundle: bytes, minute: int) -> str | None:
+    now = dt.datetime.fromtimestamp(minute * 60, dt.UTC)
+    return trust_problem(pem, ca_bundle, now=now)
+
+
+class PeerCheck:
+    """Checks a call's peer certificate against the trusted CA file as it is now.
+
+    Expiry is checked to the minute; the CA file is read again when it changes.
+    """
+
+    def __init__(self, ca: Path) -> None:
+        self.ca = ca
+        self._stamp: tuple[int, int] = (0, 0)
+        self._bundle = b""
+
+    def bundle(self) -> bytes:
+        try:
+            stat = os.stat(self.ca)
+            stamp = (stat.st_mtime_ns, stat.st_size)
+            if stamp != self._stamp:
+                self._bundle = self.ca.read_bytes()
+                self._stamp = stamp
+        except OSError:
+            pass  # keep the last CA that could be read
+        return self._bundle
+
+    def problem(self, context: grpc.ServicerContext) -> str | None:
+        """Why the peer of ``context`` is not trusted now; None when it is."""
+        pems = context.auth_context().get("x509_pem_cert")
+        if not pems:
+            return "no client certificate"
+        minute = int(dt.datetime.now(dt.UTC).timestamp() // 60)
+        return _trust_problem_cached(pems[0], self.bundle(), minute)

@@ -2,10 +2,14 @@
 
 Every call is checked here against the verified peer certificate: the Federation
 service admits role ``participant`` (and, for PullModel, ``operator``), the Admin service
-admits role ``operator`` only. Errors from the core become gRPC status codes here and
-nowhere else: InputError -> INVALID_ARGUMENT / PERMISSION_DENIED / NOT_FOUND /
-FAILED_PRECONDITION, TemporaryError -> UNAVAILABLE. A handler's bug becomes INTERNAL for
-that call; the service stays up.
+admits role ``operator`` only. The certificate must also still be valid and issued by
+the CA file as it is now, so a rotated CA or an expired certificate cuts a peer off on
+its next call, not its next connection. Refusals are logged and audited.
+
+Errors from the core become gRPC status codes here and nowhere else: InputError ->
+INVALID_ARGUMENT / PERMISSION_DENIED / NOT_FOUND / FAILED_PRECONDITION, TemporaryError
+-> UNAVAILABLE, an untrusted certificate -> UNAUTHENTICATED. A handler's bug becomes
+INTERNAL for that call; the service stays up.
 """
 
 from __future__ import annotations
@@ -28,7 +32,12 @@ from crucible.protocol import pb, rpc
 from crucible.settings import AggregatorSettings
 from crucible.telemetry import logger
 from crucible.tensors import CHUNK_BYTES, describe, iter_bytes
-from crucible.transport import keepalive_options, peer_identity, server_credentials
+from crucible.transport import (
+    PeerCheck,
+    keepalive_options,
+    peer_identity,
+    server_credentials,
+)
 from services.aggregator.runs import Coordinator, Run
 from services.aggregator.store import Store
 
@@ -74,9 +83,35 @@ def guarded(*roles: str) -> Callable:
                     f"{method.__name__} needs a certificate with role {' or '.join(roles)}; "
                     f"found {found}",
                 )
+            problem = self.trust.problem(context) if self.trust else None
+            if problem is not None:
+                log.warning(
+                    "call_refused",
+                    method=method.__name__,
+                    caller=f"{identity.organization} ({identity.role})",
+                    why=problem,
+                )
+                self.coordinator.store.audit(
+                    actor=identity.organization,
+                    action="call_refused",
+                    method=method.__name__,
+                    why=problem,
+                )
+                context.abort(
+                    grpc.StatusCode.UNAUTHENTICATED,
+                    f"{method.__name__}: {problem}; renew the certificate from the "
+                    "federation's current CA",
+                )
             try:
                 return method(self, request, context, identity)
             except CrucibleError as error:
+                if error.reason == "NotParticipant":
+                    self.coordinator.store.audit(
+                        actor=identity.organization,
+                        action="call_refused",
+                        method=method.__name__,
+                        why=str(error),
+                    )
                 _abort(context, error)
             except grpc.RpcError:
                 raise
@@ -153,8 +188,11 @@ def status_of(coordinator: Coordinator, run: Run) -> pb.RunStatus:
 class FederationServicer(rpc.FederationServicer):
     """What participants call: offers, joining, tasks, statistics, models, updates."""
 
-    def __init__(self, coordinator: Coordinator) -> None:
+    def __init__(
+        self, coordinator: Coordinator, trust: PeerCheck | None = None
+    ) -> None:
         self.coordinator = coordinator
+        self.trust = trust
 
     @guarded("participant")
     def ListOffers(self, request, context, identity: Identity):  # noqa: N802
@@ -274,8 +312,11 @@ class FederationServicer(rpc.FederationServicer):
 class AdminServicer(rpc.AdminServicer):
     """What the operator and people with an operator certificate call."""
 
-    def __init__(self, coordinator: Coordinator) -> None:
+    def __init__(
+        self, coordinator: Coordinator, trust: PeerCheck | None = None
+    ) -> None:
         self.coordinator = coordinator
+        self.trust = trust
 
     @guarded("operator")
     def StartRun(self, request, context, identity: Identity):  # noqa: N802
@@ -337,14 +378,16 @@ def build_server(settings: AggregatorSettings, coordinator: Coordinator) -> grpc
         options=keepalive_options(settings.keepalive_seconds),
         maximum_concurrent_rpcs=settings.workers - 4,
     )
-    federation = FederationServicer(coordinator)
+    files = settings.tls.files()
+    trust = PeerCheck(files.ca)
+    federation = FederationServicer(coordinator, trust)
     federation.long_poll = settings.long_poll_seconds
     rpc.add_FederationServicer_to_server(federation, server)
-    rpc.add_AdminServicer_to_server(AdminServicer(coordinator), server)
+    rpc.add_AdminServicer_to_server(AdminServicer(coordinator, trust), server)
     health_servicer = health.HealthServicer()
     health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    server.add_secure_port(settings.listen, server_credentials(settings.tls.files()))
+    server.add_secure_port(settings.listen, server_credentials(files))
     return server
 
 

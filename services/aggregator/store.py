@@ -3,6 +3,7 @@
 Layout under the state directory::
 
     crucible.db                                runs, participants, rounds, updates ...
+    audit.jsonl                                the audit trail, one JSON object a line
     runs/RUN/global-NNNN.safetensors           global model after round NNNN (0: start)
     runs/RUN/strategy-NNNN.safetensors         strategy state after round NNNN
     runs/RUN/updates/NNNN/PARTICIPANT.safetensors   accepted, not yet aggregated
@@ -10,6 +11,10 @@ Layout under the state directory::
 Every tensor file is written to a temporary name, fsynced and renamed before the
 database records it, so after a crash the database never points at a partial file.
 Updates of a round are deleted once that round's checkpoint is recorded.
+
+The audit trail (who started, changed or cancelled a run, who joined, who was refused)
+is kept twice: in the ``audit`` table, where triggers refuse UPDATE and DELETE, and as
+``audit.jsonl``, opened for appending only, for log shippers and people with ``jq``.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from crucible.telemetry import logger
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -109,7 +116,12 @@ CREATE TABLE IF NOT EXISTS audit (
     run_id TEXT NOT NULL,
     detail TEXT NOT NULL
 );
+CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit
+BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit
+BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;
 """
+AUDIT_FILE = "audit.jsonl"
 
 
 class Store:
@@ -181,12 +193,51 @@ class Store:
     def audit(
         self, *, actor: str, action: str, run_id: str = "", **detail: Any
     ) -> None:
-        """Append one record to the audit trail; records are never updated."""
-        self.execute(
-            "INSERT INTO audit (time, actor, action, run_id, detail) VALUES (?,?,?,?,?)",
-            time.time(),
-            actor,
-            action,
+        """Append one record to the audit trail; records are never updated.
+
+        A full or unwritable state directory loses the record (with a warning) rather
+        than failing the call that is being recorded.
+        """
+        record = {
+            "time": time.time(),
+            "actor": actor,
+            "action": action,
+            "run_id": run_id,
+            "detail": detail,
+        }
+        line = json.dumps(record, sort_keys=True, default=str)
+        try:
+            with self._lock:
+                self.execute(
+                    "INSERT INTO audit (time, actor, action, run_id, detail) "
+                    "VALUES (?,?,?,?,?)",
+                    record["time"],
+                    actor,
+                    action,
+                    run_id,
+                    json.dumps(detail, sort_keys=True, default=str),
+                )
+                with open(self.directory / AUDIT_FILE, "a", encoding="utf-8") as out:
+                    out.write(line + "\n")
+        except (sqlite3.Error, OSError) as error:
+            logger("aggregator").warning(
+                "audit_unwritable", record=line, error=str(error)
+            )
+
+    def audit_records(self, run_id: str | None = None) -> list[dict[str, Any]]:
+        """The audit trail in order, for one run or all."""
+        rows = self.query(
+            "SELECT * FROM audit WHERE ? IS NULL OR run_id=? ORDER BY rowid",
             run_id,
-            json.dumps(detail, sort_keys=True),
+            run_id,
         )
+        return [
+            {
+                "time": row["time"],
+                "actor": row["actor"],
+                "action": row["action"],
+                "run_id": row["run_id"],
+                "detail": json.loads(row["detail"]),
+            }
+            for row in rows
+        ]
