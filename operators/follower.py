@@ -35,6 +35,7 @@ from operators.federationrounds import FederationRounds, ForbiddenError
 from operators.operating import Operating
 from operators.status import (
     TERMINAL_PHASES,
+    announced_rounds,
     condition,
     has_ended,
     merge_conditions,
@@ -65,6 +66,11 @@ class RunFollower:
             meta["uid"],
         )
         self.previous: dict[str, Any] = dict(body.get("status") or {})
+        # Rounds announced by an Event; after a restart, those the status shows.
+        self.announced = max(
+            (r["round"] for r in self.previous.get("rounds") or () if "evalRmse" in r),
+            default=0,
+        )
         self.delay = self.settings.retry_seconds
         self.log = logger("operator", namespace=self.namespace, name=self.name)
 
@@ -198,10 +204,9 @@ class RunFollower:
     def _announce_changes(
         self, run: pb.RunStatus, before: dict[str, Any], after: dict[str, Any]
     ) -> None:
-        done_before = before.get("completedRounds", 0)
-        for metrics_ in [r for r in run.rounds if r.round > done_before][
-            -EVENTS_PER_UPDATE:
-        ]:
+        fresh = [r for r in announced_rounds(run) if r.round > self.announced]
+        for metrics_ in fresh[-EVENTS_PER_UPDATE:]:
+            self.announced = metrics_.round
             self.log.info(
                 "round_completed",
                 round=metrics_.round,
@@ -210,11 +215,13 @@ class RunFollower:
                 participants=metrics_.participants,
                 seconds=metrics_.seconds,
             )
+            rmse = metrics_.eval_rmse
             self._announce(
                 "Normal",
                 "RoundCompleted",
                 f"round {metrics_.round}/{run.total_rounds}: train loss "
-                f"{metrics_.train_loss:.4f}, evaluation RMSE {metrics_.eval_rmse:.4f}, "
+                f"{metrics_.train_loss:.4f}, evaluation RMSE "
+                f"{f'{rmse:.4f}' if rmse > 0 else 'not reported'}, "
                 f"{metrics_.participants} participants, {metrics_.seconds:.1f} s",
             )
 

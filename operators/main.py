@@ -42,6 +42,9 @@ def kopf_settings(settings: OperatorSettings) -> kopf.OperatorSettings:
     configured.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=GROUP, key="last-handled-configuration"
     )
+    # No watching of CRDs and namespaces: the CRD is installed before the operator
+    # starts, and the Role need not grant cluster-wide reads of either.
+    configured.scanning.disabled = True
     # The handlers post their own Events; kopf's would repeat every log line.
     configured.posting.enabled = False
     configured.execution.max_workers = 64

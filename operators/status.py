@@ -53,6 +53,11 @@ def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
+def _evaluated(rmse: float) -> float | None:
+    """The RMSE if the round was evaluated: the aggregator sends 0 until then."""
+    return rmse if math.isfinite(rmse) and rmse > 0 else None
+
+
 def merge_conditions(
     previous: Iterable[Mapping[str, Any]],
     wanted: Iterable[Condition],
@@ -169,8 +174,9 @@ def status_of(
         "participants": [_participant(p) for p in run.participants],
         "rounds": [_round(r) for r in run.rounds[-ROUNDS_KEPT:]],
     }
-    if run.rounds and (rmse := _finite(run.rounds[-1].eval_rmse)) is not None:
-        status["latestEvalRmse"] = rmse
+    evaluated = [r for r in run.rounds if _evaluated(r.eval_rmse) is not None]
+    if evaluated:
+        status["latestEvalRmse"] = evaluated[-1].eval_rmse
     if run.model_digest or run.model_path:
         status["model"] = {"location": run.model_path, "digest": run.model_digest}
     if run.started_unix > 0:
@@ -195,13 +201,23 @@ def _round(metrics: pb.RoundMetrics) -> dict[str, Any]:
         "participants": metrics.participants,
         "seconds": round(metrics.seconds, 3),
     }
-    for key, value in (
-        ("trainLoss", metrics.train_loss),
-        ("evalRmse", metrics.eval_rmse),
-    ):
-        if (finite := _finite(value)) is not None:
-            entry[key] = finite
+    if (loss := _finite(metrics.train_loss)) is not None:
+        entry["trainLoss"] = loss
+    if (rmse := _evaluated(metrics.eval_rmse)) is not None:
+        entry["evalRmse"] = rmse
     return entry
+
+
+def announced_rounds(run: pb.RunStatus) -> list[pb.RoundMetrics]:
+    """Rounds ready to announce: evaluated, followed by another, or the run over."""
+    latest = run.rounds[-1].round if run.rounds else 0
+    return [
+        r
+        for r in run.rounds
+        if _evaluated(r.eval_rmse) is not None
+        or r.round < latest
+        or run.phase in TERMINAL_PHASES
+    ]
 
 
 def has_ended(status: Mapping[str, Any]) -> bool:

@@ -79,7 +79,7 @@ class Kubectl:
             capture_output=True,
             text=True,
             env=environment(self.kubeconfig),
-            timeout=120,
+            timeout=330,
             check=False,
         )
         if check and result.returncode != 0:

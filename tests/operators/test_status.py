@@ -7,6 +7,7 @@ import math
 from crucible.protocol import pb
 from operators.status import (
     ROUNDS_KEPT,
+    announced_rounds,
     has_ended,
     is_finished,
     merge_conditions,
@@ -161,3 +162,17 @@ def test_a_succeeded_run_is_finished_for_its_generation_only():
     assert not is_finished(done, 5)
     assert done["model"] == {"location": "/m", "digest": "ab"}
     assert done["completionTime"] == "1970-01-01T00:00:02Z"
+
+
+def test_a_round_is_announced_once_evaluated_or_followed_by_another():
+    rounds = [
+        pb.RoundMetrics(round=1, eval_rmse=0.0),
+        pb.RoundMetrics(round=2, eval_rmse=0.3),
+        pb.RoundMetrics(round=3, eval_rmse=0.0),
+    ]
+
+    running = [r.round for r in announced_rounds(run(rounds=rounds))]
+    ended = [r.round for r in announced_rounds(run(rounds=rounds, phase="Failed"))]
+
+    assert running == [1, 2]
+    assert ended == [1, 2, 3]
