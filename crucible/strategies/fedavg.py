@@ -31,7 +31,7 @@ def weighted_mean(updates: Iterable[Update], *, by_samples: bool) -> Weights:
             if name not in sums:
                 sums[name] = np.zeros(array.shape, dtype=np.float64)
                 dtypes[name] = array.dtype
-            sums[name] += weight * array
+            sums[name] += np.float64(weight) * array
         total += weight
     if total <= 0:
         raise InputError("aggregation: no update with a positive sample count")

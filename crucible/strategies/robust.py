@@ -180,5 +180,5 @@ class EvaluationWeighted:
         }
         for weight, update in zip(self.weights(listed), listed, strict=True):
             for name, array in update.load().items():
-                sums[name] += weight * array
+                sums[name] += np.float64(weight) * array
         return {n: s.astype(global_weights[n].dtype) for n, s in sums.items()}, state

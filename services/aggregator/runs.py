@@ -783,8 +783,9 @@ class Coordinator:
 
     def _mark_lost(self, run: Run) -> None:
         now = time.time()
-        lost = 0
+        lost = connected = 0
         for p in run.participants.values():
+            connected += p.joined and now - p.last_contact <= self.lost_after
             silent = p.joined and now - p.last_contact > self.lost_after
             if silent and p.state in ("Waiting", "Training"):
                 p.state = "Lost"
@@ -793,6 +794,7 @@ class Coordinator:
                 self._changed(run)
             lost += p.state == "Lost"
         metrics.PARTICIPANTS_LOST.labels(run=run.id).set(lost)
+        metrics.PARTICIPANTS_CONNECTED.labels(run=run.id).set(connected)
 
     # ------------------------------------------------------------- queries
 
