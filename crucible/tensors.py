@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -38,7 +39,9 @@ class TensorInfo:
 
     @property
     def nbytes(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64)) * np.dtype(self.dtype).itemsize
+        # Python integers: numpy's int64 product wraps, and a shape like
+        # [2**32, 2**32] would then declare 0 bytes and pass the size check.
+        return math.prod(self.shape) * np.dtype(self.dtype).itemsize
 
 
 def describe(weights: Weights) -> list[TensorInfo]:
