@@ -393,6 +393,18 @@ class Coordinator:
                     f"are not in the run's list {sorted(run.participants)}",
                     reason="InvalidSpec",
                 )
+            remaining = [
+                p
+                for p in run.participants.values()
+                if p.name in names and not p.removed
+            ]
+            if len(remaining) < run.spec.min_participants and not run.terminal:
+                raise InputError(
+                    f"participants: {len(remaining)} would remain, fewer than the run's "
+                    f"minParticipants {run.spec.min_participants}; the change is "
+                    "refused (cancel the run, or start one with a lower quorum)",
+                    reason="InvalidSpec",
+                )
             removed = []
             for participant in run.participants.values():
                 if participant.name not in names and not participant.removed:
