@@ -1,0 +1,121 @@
+"""Replayed and boosted updates: refused or excluded, counted, shown on the run."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from crucible.client import pull_model
+from crucible.protocol import pb
+from crucible.tensors import read_file
+from tests.abuse.conftest import metric, open_run
+from tests.federation import Federation, wait_for_phase
+
+pytestmark = pytest.mark.timeout(90)
+NAMES = ["org-a", "org-b", "org-c", "org-d", "org-e"]
+
+
+def test_update_recorded_in_round_n_is_refused_in_round_n_plus_1(
+    aggregator: Federation,
+):
+    run = open_run(aggregator, "replay", ["org-a", "org-b"], rounds=2)
+    recorded: list[pb.UpdateChunk] = []
+    for name, client in run.clients.items():
+        task = client.task(run.run_id, pb.TRAIN)
+        weights = {k: (v + 0.01).astype(v.dtype) for k, v in client.fetch(task).items()}
+        receipt = client.send(task, weights)
+        assert receipt.accepted, receipt.message
+        if name == "org-a":
+            recorded = [
+                pb.UpdateChunk(
+                    header=pb.UpdateHeader(
+                        run_id=task.run_id,
+                        round=task.round,
+                        samples=10,
+                        base_digest=task.model_digest,
+                        manifest=pb.Manifest(
+                            tensors=[
+                                pb.TensorInfo(name=k, dtype=str(v.dtype), shape=v.shape)
+                                for k, v in weights.items()
+                            ]
+                        ),
+                    )
+                )
+            ] + [pb.UpdateChunk(data=v.tobytes()) for v in weights.values()]
+    for client in run.clients.values():
+        client.evaluate(client.task(run.run_id, pb.EVALUATE))
+
+    client = run.clients["org-a"]
+    task = client.task(run.run_id, pb.TRAIN)
+    assert task.round == 2
+    exact = client.send(task, {}, chunks=iter(recorded))
+    assert (exact.accepted, exact.reason) == (False, "StaleRound")
+
+    relabelled = [pb.UpdateChunk(), *recorded[1:]]
+    relabelled[0].CopyFrom(recorded[0])
+    relabelled[0].header.round = 2
+    receipt = client.send(task, {}, chunks=iter(relabelled))
+    assert (receipt.accepted, receipt.reason) == (False, "WrongBase")
+    assert "global model" in receipt.message
+    assert dict(run.status().refused_updates) == {"StaleRound": 1, "WrongBase": 1}
+    run.close()
+
+
+def test_update_with_a_norm_far_above_the_median_is_excluded(aggregator: Federation):
+    strategy = {"name": "fedavg", "parameters": {"max_norm_ratio": 5}}
+    run = open_run(aggregator, "norm", NAMES, rounds=1, strategy=strategy)
+    rng = np.random.default_rng(5)
+    sent = {}
+    for name, client in run.clients.items():
+        task = client.task(run.run_id, pb.TRAIN)
+        base = client.fetch(task)
+        scale = 100.0 if name == "org-e" else 0.01
+        sent[name] = {
+            k: (v + scale * rng.normal(size=v.shape)).astype(np.float32)
+            for k, v in base.items()
+        }
+        assert client.send(task, sent[name]).accepted
+    for client in run.clients.values():
+        client.evaluate(client.task(run.run_id, pb.EVALUATE))
+    with aggregator.admin() as admin:
+        final = wait_for_phase(admin, run.run_id, ("Succeeded", "Failed"), timeout=30)
+    assert final.phase == "Succeeded", final.message
+    assert dict(final.refused_updates) == {"NormOutlier": 1}
+    assert final.rounds[0].participants == 4
+    assert "NormOutlier" in run.participant("org-e").message
+    assert "max_norm_ratio" in run.participant("org-e").message
+    assert (
+        metric(aggregator, 'crucible_updates_refused_total{reason="NormOutlier"}') == 1
+    )
+
+    output = aggregator.root / "norm.safetensors"
+    pull_model(
+        aggregator.aggregator_address, aggregator.tls("org-a"), run.run_id, output
+    )
+    result = read_file(output)
+    honest = [sent[n] for n in NAMES if n != "org-e"]
+    for name, array in result.items():
+        expected = np.mean([h[name].astype(np.float64) for h in honest], axis=0)
+        np.testing.assert_allclose(array, expected, rtol=1e-5, atol=1e-6)
+    run.close()
+
+
+def test_norm_check_is_off_unless_the_run_sets_it(aggregator: Federation):
+    run = open_run(aggregator, "norm-off", NAMES[:3], rounds=1)
+    rng = np.random.default_rng(6)
+    for name, client in run.clients.items():
+        task = client.task(run.run_id, pb.TRAIN)
+        base = client.fetch(task)
+        scale = 100.0 if name == "org-c" else 0.01
+        local = {
+            k: (v + scale * rng.normal(size=v.shape)).astype(np.float32)
+            for k, v in base.items()
+        }
+        assert client.send(task, local).accepted
+    for client in run.clients.values():
+        client.evaluate(client.task(run.run_id, pb.EVALUATE))
+    with aggregator.admin() as admin:
+        final = wait_for_phase(admin, run.run_id, ("Succeeded", "Failed"), timeout=30)
+    assert final.rounds[0].participants == 3
+    assert dict(final.refused_updates) == {}
+    run.close()
