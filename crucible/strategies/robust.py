@@ -9,12 +9,14 @@
 
 Memory: unlike the running-sum strategies, median, trimmed mean and Krum need every
 update of the round at once: k updates of a model of P parameters hold k·P float32
-values (plus k² distances for Krum). Evaluation weighting streams like FedAvg but reads
-each update's metrics first.
+values; Krum flattens them to float64 (8·k·P bytes) and adds k² distances, computed
+one row at a time (another 8·k·P bytes at the peak). Evaluation weighting streams
+like FedAvg but reads each update's metrics first.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 import numpy as np
@@ -117,7 +119,8 @@ class Krum:
         flat = np.stack(
             [np.concatenate([w[n].reshape(-1) for n in global_weights]) for w in loaded]
         ).astype(np.float64)
-        squared = ((flat[:, None, :] - flat[None, :, :]) ** 2).sum(axis=2)
+        # Row by row: a k x k x P broadcast would need k times the updates' memory.
+        squared = np.stack([((flat - row) ** 2).sum(axis=1) for row in flat])
         neighbours = max(1, k - f - 2)
         scores = [
             np.sort(np.delete(squared[i], i))[:neighbours].sum() for i in range(k)
@@ -135,8 +138,13 @@ class EvaluationWeighted:
     Participants report ``validation_loss`` (lower is better) with every update. With
     ``higher_is_better`` = 1 the metric named is a score (higher is better) instead.
     Losses weigh as 1/loss, scores as the score itself (negatives count as 0); either
-    way the weights are normalized to sum to one. Parameter ``metric_is_r2`` = 1 reads
-    ``validation_r2`` as the score.
+    way the weights are normalized to sum to one. An update without the metric, or
+    with a loss that is not positive, weighs zero rather than failing the round; when
+    no update has a usable score, all weigh the same.
+
+    The scores are the participants' own: one that lies about its loss buys weight.
+    This is a rule for trusted members of differing quality, not a defence. Parameter
+    ``metric_is_r2`` = 1 reads ``validation_r2`` as the score.
     """
 
     name = "evaluation_weighted"
@@ -157,13 +165,11 @@ class EvaluationWeighted:
         )
         raw: list[float] = []
         for update in updates:
-            if key not in update.metrics:
-                raise InputError(
-                    f"update from {update.participant}: evaluation_weighted needs metric "
-                    f"{key!r}, found {sorted(update.metrics)}"
-                )
-            value = float(update.metrics[key])
-            raw.append(max(value, 0.0) if higher else 1.0 / max(value, 1e-12))
+            value = float(update.metrics.get(key, math.nan))
+            if math.isnan(value) or (not higher and value <= 0):
+                raw.append(0.0)  # no usable score: the update weighs nothing
+            else:
+                raw.append(max(value, 0.0) if higher else 1.0 / value)
         total = sum(raw)
         if total <= 0:
             return [1.0 / len(raw)] * len(raw)
