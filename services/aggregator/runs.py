@@ -703,8 +703,14 @@ class Coordinator:
             "run_id": run.id,
             "round": str(round_number),
             "digest": payload_digest(weights),
-            "task": run.spec.task.model_dump_json(by_alias=True),
-            "model": run.spec.model.model_dump_json(by_alias=True),
+            # Sorted keys: a spec reloaded from the store after a restart lists its
+            # maps in another order, and the checkpoint must not differ for that.
+            "task": json.dumps(
+                run.spec.task.model_dump(mode="json", by_alias=True), sort_keys=True
+            ),
+            "model": json.dumps(
+                run.spec.model.model_dump(mode="json", by_alias=True), sort_keys=True
+            ),
             "scaling": scaling_json(scaling) if scaling else "",
             "order": json.dumps(list(weights)),
         }
