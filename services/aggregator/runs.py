@@ -1247,6 +1247,12 @@ class Coordinator:
                 reason="NotFound",
             )
         metadata = read_metadata(path)
+        with self.condition:
+            current = (run.completed_rounds, run.global_weights, run.global_digest)
+        if current[0] == round_number and current[1] is not None:
+            # Every participant fetches the current model each round: serve the copy
+            # in memory rather than one read from disk per call.
+            return current[1], current[2], metadata
         weights = read_file(path)
         order = json.loads(metadata.get("order", "[]")) or sorted(weights)
         ordered = {name: np.asarray(weights[name]) for name in order}

@@ -43,6 +43,12 @@ from services.aggregator.store import Store
 
 log = logger("aggregator")
 
+# Updates are received this many at a time. Each one in flight holds about two copies
+# of the model (the assembled tensors and the file being written), so memory stays
+# bounded however many participants send at once; the others wait on their streams.
+UPDATES_AT_ONCE = 4
+RECEIVING = threading.BoundedSemaphore(UPDATES_AT_ONCE)
+
 CODES = {
     "NotParticipant": grpc.StatusCode.PERMISSION_DENIED,
     "NotFound": grpc.StatusCode.NOT_FOUND,
@@ -298,7 +304,8 @@ class FederationServicer(rpc.FederationServicer):
                         )
                     yield chunk.data
 
-            self.coordinator.receive_update(header, data(), identity.organization)
+            with RECEIVING:
+                self.coordinator.receive_update(header, data(), identity.organization)
             return pb.UpdateReceipt(accepted=True)
         except CrucibleError as error:
             self.coordinator.refuse(run, identity.organization, error)
