@@ -72,7 +72,7 @@ def predicted_against_measured(predictions: pd.DataFrame, path: Path) -> None:
             np.sqrt(np.mean((predictions[column] - predictions["measured"]) ** 2))
         )
         axis.set(
-            title=f"{title} (RMSE {rmse:.3f})",
+            title=f"{title} (RMSE of all rows pooled {rmse:.3f})",
             xlabel="measured log10 rupture hours",
             xlim=(low, high),
             ylim=(low, high),
