@@ -51,8 +51,6 @@ def over_folds(frame: pd.DataFrame, column: str) -> dict[str, float]:
         "mae": float(np.mean([f["mae"] for f in per_fold])),
         "r2": float(np.nanmean([f["r2"] for f in per_fold])),
         "rmse_sd": float(np.std(rmse, ddof=1)) if len(rmse) > 1 else 0.0,
-        "folds": len(per_fold),
-        "rows": len(frame),
     }
 
 

@@ -80,7 +80,7 @@ def test_report_has_every_model_with_all_and_by_organization():
     )
     for model in ("federated", "centralized", "larson_miller"):
         assert set(result[model]["by_organization"]) == set(NAMES)
-        assert {"rmse", "mae", "r2", "rmse_sd"} <= set(result[model]["all"])
+        assert set(result[model]["all"]) == {"rmse", "mae", "r2", "rmse_sd"}
     assert result["federated"]["rounds"][0]["rounds"][0]["train_loss"] == 0.5
     assert result["organizations"]["forge"] == {"rows": 8, "heats": 2}
 
