@@ -9,8 +9,11 @@ peer's next call. Channels present the caller's certificate and verify the serve
 against the same CA.
 
 Keepalive is tuned for rounds of an hour or more behind proxies that drop idle
-connections: the client pings every ``keepalive_seconds`` even without calls in flight,
-and the server accepts such pings.
+connections: the client pings every ``keepalive_seconds`` (default 30 s, below the
+shortest idle timeouts of common load balancers and NATs, about a minute) even without
+calls in flight, and the server accepts such pings however often they come. gRPC's
+default server policy would answer pings more frequent than every five minutes with
+GOAWAY "too_many_pings", closing exactly the connections keepalive is meant to keep.
 """
 
 from __future__ import annotations
@@ -86,6 +89,9 @@ def keepalive_options(keepalive_seconds: float) -> list[tuple[str, int]]:
         ("grpc.http2.max_pings_without_data", 0),
         ("grpc.http2.min_ping_interval_without_data_ms", min(milliseconds, 10_000)),
         ("grpc.http2.min_time_between_pings_ms", min(milliseconds, 10_000)),
+        # Server side: accept keepalive pings from clients at any rate.
+        ("grpc.http2.min_recv_ping_interval_without_data_ms", 1_000),
+        ("grpc.http2.max_ping_strikes", 0),
         ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
         ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     ]
