@@ -56,6 +56,7 @@ from services.aggregator.store import Store
 
 TERMINAL = ("Succeeded", "Failed", "Cancelled")
 CHECKPOINT_RETRY_SECONDS = 5.0
+STATE_UNWRITABLE = "state directory unwritable"
 
 
 class Stopped(Exception):  # noqa: N818 - a signal to stop driving, not an error
@@ -300,6 +301,7 @@ class Coordinator:
         with self.condition:
             if run_id in self.runs:
                 return self.runs[run_id]
+            self.check_space(None, "the run is refused; start it again later")
             spec = specs.from_proto(message)
             create(spec.strategy)
             if spec.initial_model_run:
@@ -721,7 +723,7 @@ class Coordinator:
                 digest = write_atomic(
                     self.store.global_path(run.id, round_number), weights, metadata
                 )
-                metrics.STATE_WRITABLE.set(1)
+                self._writable(run)
                 return digest
             except OSError as error:
                 metrics.STATE_WRITABLE.set(0)
@@ -733,7 +735,7 @@ class Coordinator:
                     next="retrying; no completed round is lost",
                 )
                 with self.condition:
-                    run.message = f"state directory unwritable: {error}; retrying"
+                    run.message = f"{STATE_UNWRITABLE}: {error}; retrying"
                     self._changed(run)
                     self.condition.wait(timeout=CHECKPOINT_RETRY_SECONDS)
                     if run.terminal or self._closing:
@@ -1133,13 +1135,7 @@ class Coordinator:
                 max_bytes=self.max_update_bytes,
                 source=source,
             )
-        if self.store.free_bytes() < self.min_free_bytes:
-            metrics.STATE_WRITABLE.set(0)
-            raise TemporaryError(
-                f"{source}: the aggregator's state directory has less than "
-                f"{self.min_free_bytes} bytes free; send the update again later",
-                reason="StateUnwritable",
-            )
+        self.check_space(run, f"{source}: refused; send it again later")
 
         assembler = Assembler(manifest, source=source)
         for data in chunks:
@@ -1150,12 +1146,12 @@ class Coordinator:
         try:
             write_atomic(path, weights)
         except OSError as error:
-            metrics.STATE_WRITABLE.set(0)
+            self._unwritable(run, f"{error}")
             raise TemporaryError(
                 f"{source}: cannot be stored ({error}); send the update again later",
                 reason="StateUnwritable",
             ) from error
-        metrics.STATE_WRITABLE.set(1)
+        self._writable(run)
 
         size = sum(info.nbytes for info in manifest)
         with self.condition:
@@ -1190,6 +1186,42 @@ class Coordinator:
             bytes=size,
         )
         return run
+
+    def check_space(self, run: Run | None, consequence: str) -> None:
+        """Refuse new work while the state directory is below ``min_free_bytes``."""
+        free = self.store.free_bytes()
+        if free >= self.min_free_bytes:
+            return
+        why = (
+            f"{free} bytes free in {self.store.directory}, below min_free_bytes "
+            f"{self.min_free_bytes}"
+        )
+        self._unwritable(run, why)
+        raise TemporaryError(
+            f"state directory: {why}; {consequence}", reason="StateUnwritable"
+        )
+
+    def _unwritable(self, run: Run | None, why: str) -> None:
+        metrics.STATE_WRITABLE.set(0)
+        self.log.error(
+            "state_unwritable",
+            run=run.id if run else "",
+            why=why,
+            next="new runs and updates are refused until space returns; stored "
+            "rounds are kept",
+        )
+        if run is not None:
+            with self.condition:
+                run.message = f"{STATE_UNWRITABLE}: {why}"
+                self._changed(run)
+
+    def _writable(self, run: Run) -> None:
+        metrics.STATE_WRITABLE.set(1)
+        if run.message.startswith(STATE_UNWRITABLE):
+            with self.condition:
+                run.message = ""
+                self._changed(run)
+            self.log.info("state_writable", run=run.id)
 
     def _check_update_header(
         self, run: Run, header: pb.UpdateHeader, organization: str, source: str
