@@ -18,6 +18,7 @@ Modules: :mod:`~crucible.demo.organizations` (who holds what),
 from __future__ import annotations
 
 import argparse
+import signal
 from pathlib import Path
 
 from crucible.demo.prediction import predict_main
@@ -68,6 +69,10 @@ def demo_main(argv: list[str]) -> int:
 
     from crucible.demo import comparison
 
+    # Ctrl-C and SIGTERM both end the demo through KeyboardInterrupt, so the services
+    # it started are always stopped; a shell may have left SIGINT ignored.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     comparison.check_data(args.data)
     args.output.mkdir(parents=True, exist_ok=True)
     comparison.run(
