@@ -13,6 +13,11 @@ happen side by side:
 After the folds, one more run trains the global model on all rows: the model a
 consortium would use, written to the output directory with its scaling and digest.
 Everything is seeded: the same data, settings and seed give the same numbers.
+
+Limitations: the final model has no held-out rows (its run evaluates on the rows it
+trains on); the fold results stand for its accuracy. The wall time is mostly fixed
+costs of six Python processes importing torch, and rounds of a few tenths of a second,
+so a busy machine slows the demo roughly in proportion to its load.
 """
 
 from __future__ import annotations
