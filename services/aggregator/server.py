@@ -31,7 +31,7 @@ from crucible.errors import CrucibleError, InputError, TemporaryError
 from crucible.protocol import pb, rpc
 from crucible.settings import AggregatorSettings
 from crucible.telemetry import logger
-from crucible.tensors import CHUNK_BYTES, describe, iter_bytes
+from crucible.tensors import describe, iter_bytes
 from crucible.transport import (
     PeerCheck,
     keepalive_options,
@@ -48,6 +48,9 @@ log = logger("aggregator")
 # bounded however many participants send at once; the others wait on their streams.
 UPDATES_AT_ONCE = 4
 RECEIVING = threading.BoundedSemaphore(UPDATES_AT_ONCE)
+# Models go out in small chunks: every participant downloads at the start of a round,
+# and each download in flight holds a few chunks in buffers.
+MODEL_CHUNK_BYTES = 256 << 10
 
 CODES = {
     "NotParticipant": grpc.StatusCode.PERMISSION_DENIED,
@@ -274,7 +277,7 @@ class FederationServicer(rpc.FederationServicer):
 
         def stream() -> Iterator[pb.ModelChunk]:
             yield pb.ModelChunk(manifest=manifest)
-            for data in iter_bytes(weights, CHUNK_BYTES):
+            for data in iter_bytes(weights, MODEL_CHUNK_BYTES):
                 metrics.MODEL_BYTES_SENT.inc(len(data))
                 yield pb.ModelChunk(data=data)
 
@@ -382,7 +385,12 @@ def build_server(settings: AggregatorSettings, coordinator: Coordinator) -> grpc
         futures.ThreadPoolExecutor(
             max_workers=settings.workers, thread_name_prefix="grpc"
         ),
-        options=keepalive_options(settings.keepalive_seconds),
+        # Without BDP probing each stream's receive window stays at 64 KiB, so updates
+        # waiting for a receiving slot buffer little in the transport.
+        options=[
+            *keepalive_options(settings.keepalive_seconds),
+            ("grpc.http2.bdp_probe", 0),
+        ],
         maximum_concurrent_rpcs=settings.workers - 4,
     )
     files = settings.tls.files()
