@@ -117,7 +117,7 @@ def train(
                 objective = loss + proximal_mu / 2 * drift
             objective.backward()
             optimizer.step()
-            total += float(loss) * len(batch)
+            total += loss.item() * len(batch)
             count += len(batch)
     return TrainingResult(
         weights=weights_of(module),
