@@ -14,6 +14,7 @@ run the aggregator refuses or stops is left, and the agent waits for the next.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import random
 import threading
 import time
@@ -29,7 +30,7 @@ from prometheus_client import start_http_server
 from crucible import data as tables
 from crucible import models
 from crucible import spec as specs
-from crucible.certificates import identity_of
+from crucible.certificates import identity_of, trust_problem
 from crucible.client import receive_tensors
 from crucible.errors import CrucibleError, InputError
 from crucible.protocol import pb, rpc
@@ -71,6 +72,18 @@ class Agent:
             self.files.certificate.read_bytes()
         ).organization
         self.log = logger("participant", participant=self.organization)
+        # The aggregator refuses such a certificate at the handshake without saying
+        # why; say it here instead of retrying UNAVAILABLE forever.
+        problem = trust_problem(
+            self.files.certificate.read_bytes(),
+            self.files.ca.read_bytes(),
+            now=dt.datetime.now(dt.UTC),
+        )
+        if problem is not None:
+            raise InputError(
+                f"CRUCIBLE_TLS__CERTIFICATE {self.files.certificate}: {problem}; "
+                "renew it from the federation CA; the participant does not start"
+            )
         self.channel = channel(
             settings.aggregator,
             self.files,

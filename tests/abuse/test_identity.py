@@ -213,3 +213,17 @@ def test_removal_below_the_quorum_is_refused_with_the_field(aggregator: Federati
     assert "minParticipants" in str(raised.value)
     assert run.participant("org-b").state != "Removed"
     run.close()
+
+
+def test_participant_with_an_expired_certificate_stops_with_the_reason(
+    aggregator: Federation,
+):
+    start = dt.datetime.now(dt.UTC) - dt.timedelta(days=10)
+    certificates.issue(
+        aggregator.pki, "org-stale", role="participant", not_before=start, days=1
+    )
+    process = aggregator.start_participant("org-stale", {})
+    assert process.wait(timeout=60) == 2
+    log = aggregator.log("org-stale")
+    assert "certificate expired" in log
+    assert "the participant does not start" in log
