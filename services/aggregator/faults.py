@@ -11,8 +11,9 @@ Points, in the order a round passes them:
 - ``update_recorded``: an update was stored and recorded (collecting).
 - ``aggregated``: the strategy computed the new global model, nothing written yet.
 - ``checkpoint_written``: checkpoint files are on disk, the round not yet recorded.
-- ``round_recorded``: the round and the run's new stage are committed, the round's
-  stored update files not yet deleted.
+- ``round_recorded``: the round is committed, the run not yet moved to evaluating.
+- ``run_advanced``: the run's new stage is committed too, the round's stored update
+  files not yet deleted.
 """
 
 from __future__ import annotations
@@ -20,7 +21,13 @@ from __future__ import annotations
 import os
 import signal
 
-POINTS = ("update_recorded", "aggregated", "checkpoint_written", "round_recorded")
+POINTS = (
+    "update_recorded",
+    "aggregated",
+    "checkpoint_written",
+    "round_recorded",
+    "run_advanced",
+)
 _ARMED = os.environ.get("CRUCIBLE_FAULT_AFTER", "")
 if _ARMED and _ARMED not in POINTS:
     raise ValueError(

@@ -213,6 +213,15 @@ class Coordinator:
                 p["last_contact"],
                 p["message"],
             )
+        if run.stage == "training" and self.store.query(
+            "SELECT 1 FROM rounds WHERE run_id=? AND round=?", run.id, run.current_round
+        ):
+            # Killed after the round was recorded, before the run moved on: move on.
+            run.completed_rounds = run.current_round
+            run.stage = "evaluating"
+            run.stage_started = time.time()
+            run.attempt = 1
+            self._save(run)
         if run.scaling is not None and not run.terminal:
             run.strategy = create(run.spec.strategy)
             self._load_global(run, run.completed_rounds)
@@ -636,6 +645,7 @@ class Coordinator:
                     "DELETE FROM updates WHERE run_id=? AND round=?",
                     (run.id, round_number),
                 )
+            faults.after("round_recorded")
             run.global_weights = weights
             run.global_digest = payload_digest(weights)
             run.strategy_state = state
@@ -644,7 +654,7 @@ class Coordinator:
             run.stage_started = time.time()
             run.attempt = 1
             self._save(run)
-        faults.after("round_recorded")
+        faults.after("run_advanced")
         self.store.drop_updates(run.id, round_number - 1)
         self.store.drop_updates(run.id, round_number)
         metrics.ROUNDS_COMPLETED.inc()
