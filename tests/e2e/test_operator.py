@@ -143,6 +143,13 @@ def test_example_run_succeeds_with_metrics_participants_and_the_model_digest(
     assert condition({"status": status}, "Failed")["status"] == "False"
     assert wait_for_event(api, namespace, "RunSucceeded").type == "Normal"
     assert wait_for_event(api, namespace, "RoundCompleted").type == "Normal"
+    samples = operator.metrics()
+    assert samples['crucible_operator_reconciles_total{handler="follow"}'] >= 1
+    assert samples["crucible_operator_status_patch_seconds_count"] >= 5
+    assert (
+        samples['crucible_operator_errors_total{handler="follow",kind="permanent"}']
+        == 0
+    )
 
 
 def test_an_operator_killed_mid_run_resumes_the_same_run_to_success(
