@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
+from cryptography import x509
 
 from crucible.certificates import Identity, identity_of, trust_problem
 
@@ -146,14 +147,17 @@ class PeerCheck:
         self._bundle = b""
 
     def bundle(self) -> bytes:
+        """The CA file's certificates; the last readable ones while it is rewritten."""
         try:
             stat = os.stat(self.ca)
             stamp = (stat.st_mtime_ns, stat.st_size)
             if stamp != self._stamp:
-                self._bundle = self.ca.read_bytes()
+                content = self.ca.read_bytes()
+                x509.load_pem_x509_certificates(content)  # whole, or keep the last
+                self._bundle = content
                 self._stamp = stamp
-        except OSError:
-            pass  # keep the last CA that could be read
+        except (OSError, ValueError):
+            pass
         return self._bundle
 
     def problem(self, context: grpc.ServicerContext) -> str | None:
@@ -161,5 +165,8 @@ class PeerCheck:
         pems = context.auth_context().get("x509_pem_cert")
         if not pems:
             return "no client certificate"
+        bundle = self.bundle()
+        if not bundle:  # no CA could ever be read: the handshake's check stands
+            return None
         minute = int(dt.datetime.now(dt.UTC).timestamp() // 60)
-        return _trust_problem_cached(pems[0], self.bundle(), minute)
+        return _trust_problem_cached(pems[0], bundle, minute)

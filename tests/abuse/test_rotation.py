@@ -17,7 +17,7 @@ import pytest
 
 from crucible import certificates
 from crucible.protocol import pb
-from crucible.transport import TlsFiles
+from crucible.transport import PeerCheck, TlsFiles
 from tests.abuse.conftest import audit_records
 from tests.federation import Federation
 from tests.lightclient import LightClient
@@ -105,3 +105,11 @@ def test_rotated_ca_cuts_off_old_certificates_on_their_next_call(
     client = LightClient(aggregator.aggregator_address, renewed)
     assert client.stub.ListOffers(pb.OffersRequest(), timeout=5).offers == []
     client.close()
+
+
+def test_half_written_ca_file_keeps_the_last_complete_one(tmp_path):
+    certificates.init_ca(tmp_path)
+    check = PeerCheck(tmp_path / "ca.crt")
+    complete = check.bundle()
+    (tmp_path / "ca.crt").write_bytes(complete[: len(complete) // 2])
+    assert check.bundle() == complete
