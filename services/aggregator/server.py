@@ -14,6 +14,7 @@ INTERNAL for that call; the service stays up.
 
 from __future__ import annotations
 
+import ctypes
 import functools
 import signal
 import threading
@@ -51,6 +52,7 @@ RECEIVING = threading.BoundedSemaphore(UPDATES_AT_ONCE)
 # Models go out in small chunks: every participant downloads at the start of a round,
 # and each download in flight holds a few chunks in buffers.
 MODEL_CHUNK_BYTES = 256 << 10
+M_ARENA_MAX = -8  # mallopt parameter, from glibc's malloc.h
 
 CODES = {
     "NotParticipant": grpc.StatusCode.PERMISSION_DENIED,
@@ -406,8 +408,25 @@ def build_server(settings: AggregatorSettings, coordinator: Coordinator) -> grpc
     return server
 
 
+def limit_malloc_arenas(arenas: int = 2) -> None:
+    """Cap glibc's malloc arenas before the worker threads start.
+
+    By default glibc gives threads up to eight arenas per core, and each keeps the
+    memory its thread freed. With hundreds of gRPC threads passing megabyte chunks,
+    that retained memory grew with the number of participants (about six models' worth
+    at 50 participants); two arenas keep the peak flat. Elsewhere than glibc this does
+    nothing.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(M_ARENA_MAX, arenas)
+    except (OSError, AttributeError):
+        log.debug("malloc_arenas_unchanged", why="not glibc")
+
+
 def serve(settings: AggregatorSettings) -> None:
     """Run the aggregator until SIGTERM or SIGINT; resume unfinished runs first."""
+    limit_malloc_arenas()
     store = Store(settings.state_dir)
     coordinator = Coordinator(
         store,
