@@ -88,6 +88,7 @@ def run_swarm(
     hidden: list[int] | None = None,
     fetch: bool = False,
     timeout: float = 1500.0,
+    environment: dict[str, str] | None = None,
 ) -> SwarmResult:
     """One run of ``rounds`` FedAvg rounds with ``participants`` light participants."""
     names = [f"member-{i:02d}" for i in range(participants)]
@@ -99,7 +100,7 @@ def run_swarm(
     )
     federation = Federation(root)
     try:
-        federation.start_aggregator()
+        federation.start_aggregator(**(environment or {}))
         assert federation.aggregator_process is not None
         started = time.monotonic()
         with federation.admin() as admin:

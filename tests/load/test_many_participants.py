@@ -2,7 +2,8 @@
 
 The aggregator's peak resident memory (VmHWM) with 50 participants must exceed its
 peak with 5 by less than one model: updates are received a few at a time, aggregated
-from disk one by one, and the current global model is served from one copy.
+from disk one by one, the current global model is served from one copy, and glibc's
+malloc arenas are capped so that freed chunks do not pile up per thread.
 """
 
 from __future__ import annotations
