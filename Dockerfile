@@ -43,7 +43,10 @@ RUN groupadd --system --gid 10001 crucible \
 COPY --from=build /opt/crucible /opt/crucible
 WORKDIR /opt/crucible/share
 COPY data ./data
+# Two malloc arenas: with many gRPC threads, glibc's default of eight per core keeps
+# freed buffers per thread and the aggregator's memory grows with participants.
 ENV PATH=/opt/crucible/bin:$PATH \
+    MALLOC_ARENA_MAX=2 \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     HOME=/tmp \

@@ -16,6 +16,8 @@ import pytest
 from tests.load.swarm import HIDDEN, parameters, run_swarm
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(3000)]
+# The container image's malloc setting (Dockerfile), which the aggregator runs with.
+IMAGE = {"MALLOC_ARENA_MAX": "2"}
 
 
 def test_fifty_participants_finish_twenty_rounds_within_one_model_of_five(
@@ -25,8 +27,8 @@ def test_fifty_participants_finish_twenty_rounds_within_one_model_of_five(
     assert parameters(HIDDEN) >= 10_000_000
 
     started = time.monotonic()
-    few = run_swarm(tmp_path / "five", participants=5, rounds=3)
-    many = run_swarm(tmp_path / "fifty", participants=50, rounds=20)
+    few = run_swarm(tmp_path / "five", participants=5, rounds=3, environment=IMAGE)
+    many = run_swarm(tmp_path / "fifty", participants=50, rounds=20, environment=IMAGE)
     print(
         f"5 participants: peak {few.peak_rss_bytes / 2**20:.0f} MiB; 50 participants: "
         f"peak {many.peak_rss_bytes / 2**20:.0f} MiB, "
