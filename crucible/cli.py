@@ -112,9 +112,8 @@ def _participant(args: argparse.Namespace) -> int:
 
 
 def _operator(args: argparse.Namespace) -> int:
-    from operators.main import run
-
     from crucible.settings import OperatorSettings
+    from operators.main import run
 
     run(OperatorSettings.load())
     return 0

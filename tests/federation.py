@@ -234,7 +234,7 @@ class Federation:
 
 def wait_for_phase(
     admin: AdminClient, run_id: str, phases: tuple[str, ...], timeout: float = 120.0
-):  # noqa: ANN201 - pb.RunStatus
+):
     """Follow the run's watch stream until it reaches one of ``phases``."""
     deadline = time.monotonic() + timeout
     for status in admin.watch_run(run_id, timeout=timeout):
