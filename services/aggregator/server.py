@@ -52,7 +52,9 @@ RECEIVING = threading.BoundedSemaphore(UPDATES_AT_ONCE)
 # Models go out in small chunks: every participant downloads at the start of a round,
 # and each download in flight holds a few chunks in buffers.
 MODEL_CHUNK_BYTES = 256 << 10
-M_ARENA_MAX = -8  # mallopt parameter, from glibc's malloc.h
+M_ARENA_MAX = -8  # mallopt parameters, from glibc's malloc.h
+M_MMAP_THRESHOLD = -3
+MMAP_THRESHOLD_BYTES = 1 << 20
 
 CODES = {
     "NotParticipant": grpc.StatusCode.PERMISSION_DENIED,
@@ -414,12 +416,15 @@ def limit_malloc_arenas(arenas: int = 2) -> None:
     By default glibc gives threads up to eight arenas per core, and each keeps the
     memory its thread freed. With hundreds of gRPC threads passing megabyte chunks,
     that retained memory grew with the number of participants (about six models' worth
-    at 50 participants); two arenas keep the peak flat. Elsewhere than glibc this does
-    nothing.
+    at 50 participants); two arenas keep the peak flat. A fixed mmap threshold of 1 MiB
+    also stops glibc from raising it after large frees, so tensor buffers are always
+    mapped and given back to the system when freed, round after round. Elsewhere than
+    glibc this does nothing.
     """
     try:
         libc = ctypes.CDLL("libc.so.6")
         libc.mallopt(M_ARENA_MAX, arenas)
+        libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
     except (OSError, AttributeError):
         log.debug("malloc_arenas_unchanged", why="not glibc")
 

@@ -27,7 +27,7 @@ def test_fifty_participants_finish_twenty_rounds_within_one_model_of_five(
     assert parameters(HIDDEN) >= 10_000_000
 
     started = time.monotonic()
-    few = run_swarm(tmp_path / "five", participants=5, rounds=3, environment=IMAGE)
+    few = run_swarm(tmp_path / "five", participants=5, rounds=20, environment=IMAGE)
     many = run_swarm(tmp_path / "fifty", participants=50, rounds=20, environment=IMAGE)
     print(
         f"5 participants: peak {few.peak_rss_bytes / 2**20:.0f} MiB; 50 participants: "
@@ -35,12 +35,12 @@ def test_fifty_participants_finish_twenty_rounds_within_one_model_of_five(
         f"{many.seconds:.0f} s for 20 rounds; total {time.monotonic() - started:.0f} s"
     )
 
-    assert (few.phase, few.completed_rounds) == ("Succeeded", 3)
+    assert (few.phase, few.completed_rounds) == ("Succeeded", 20)
     assert (many.phase, many.completed_rounds) == ("Succeeded", 20)
     growth = many.peak_rss_bytes - few.peak_rss_bytes
     if growth >= model_bytes:
-        # Known gap (docs/limitations-faults.md): over twenty rounds the peak creeps up
-        # by two to four models; completion above is still enforced.
+        # Known gap (docs/limitations-faults.md): the peak has been seen to creep up by
+        # up to a few models over twenty rounds; completion above is still enforced.
         pytest.xfail(
             f"peak memory with 50 participants exceeds the peak with 5 by "
             f"{growth / 2**20:.0f} MiB, more than one model ({model_bytes / 2**20:.0f} "
