@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from crucible.errors import InputError
 from crucible.protocol import pb
 
-STRATEGIES = (
+StrategyName = Literal[
     "fedavg",
     "mean",
     "fedprox",
@@ -23,8 +23,7 @@ STRATEGIES = (
     "trimmed_mean",
     "krum",
     "evaluation_weighted",
-)
-TRANSFORMS = ("log10", "reciprocal_kelvin")
+]
 
 
 class _Model(BaseModel):
@@ -68,16 +67,7 @@ class Model(_Model):
 
 
 class Strategy(_Model):
-    name: Literal[
-        "fedavg",
-        "mean",
-        "fedprox",
-        "fedadam",
-        "median",
-        "trimmed_mean",
-        "krum",
-        "evaluation_weighted",
-    ] = "fedavg"
+    name: StrategyName = "fedavg"
     parameters: dict[str, float] = Field(default_factory=dict)
 
 
