@@ -92,7 +92,7 @@ def _transform(
             row = int(np.flatnonzero(bad.to_numpy())[0])
             raise InputError(
                 f"{column} in {source} row {row + 1}: log10 needs a positive number, "
-                f"found {values.iloc[row]!r}; the table is refused"
+                f"found {float(values.iloc[row])!r}; the table is refused"
             )
         return np.log10(values)
     if transform == "reciprocal_kelvin":

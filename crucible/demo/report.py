@@ -194,10 +194,14 @@ def markdown(report: dict) -> str:
     ]
     for fold in report[FEDERATED]["rounds"]:
         last = fold["rounds"][-1] if fold["rounds"] else {}
+        held_out = (
+            "none (trained on all rows)"
+            if fold["fold"] == "final"
+            else f"{last.get('eval_rmse', float('nan')):.3f}"
+        )
         lines.append(
             f"| {fold['fold']} | {len(fold['rounds'])} | {fold['seconds']:.1f} | "
-            f"{last.get('train_loss', float('nan')):.4f} | "
-            f"{last.get('eval_rmse', float('nan')):.3f} |"
+            f"{last.get('train_loss', float('nan')):.4f} | {held_out} |"
         )
     timings = report["timings"]
     lines += [
