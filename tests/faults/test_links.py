@@ -147,10 +147,12 @@ def test_participant_whose_link_broke_continues_the_run(linked):
     assert [r.participants for r in final.rounds] == [2, 2, 2, 2]
 
 
+@pytest.mark.timeout(300)
 def test_restarted_participant_process_rejoins_the_running_run(linked):
-    # One participant is enough for quorum; a round waits three seconds for the other.
+    # One participant is enough for quorum; a round waits fifteen seconds for the
+    # other, so the restarted process (a torch import under load) is back in time.
     run_id = linked.run(
-        "uid-rejoin", rounds=8, minParticipants=1, graceSeconds=3, localEpochs=5
+        "uid-rejoin", rounds=10, minParticipants=1, graceSeconds=15, localEpochs=5
     )
     federation = linked.federation
     with federation.admin() as admin:
@@ -161,7 +163,7 @@ def test_restarted_participant_process_rejoins_the_running_run(linked):
     process.kill()
     process.wait(timeout=10)
     linked.start_participant("works-b")
-    final = linked.wait(run_id)
+    final = linked.wait(run_id, timeout=240)
 
     assert final.phase == "Succeeded", final.message
     counts = [r.participants for r in final.rounds]
