@@ -149,26 +149,32 @@ def test_participant_whose_link_broke_continues_the_run(linked):
 
 @pytest.mark.timeout(300)
 def test_restarted_participant_process_rejoins_the_running_run(linked):
-    # One participant is enough for quorum; a round waits fifteen seconds for the
-    # other, so the restarted process (a torch import under load) is back in time.
+    # One participant is enough for quorum and a round waits one second for the other,
+    # so rounds go on while works-b is away; the run is long enough to see it return.
     run_id = linked.run(
-        "uid-rejoin", rounds=10, minParticipants=1, graceSeconds=15, localEpochs=5
+        "uid-rejoin", rounds=500, minParticipants=1, graceSeconds=1, localEpochs=1
     )
     federation = linked.federation
-    with federation.admin() as admin:
-        for status in admin.watch_run(run_id, timeout=60):
-            if status.completed_rounds >= 1:
-                break
+
+    def round_with(participants: int, after: int) -> int:
+        with federation.admin() as admin:
+            for status in admin.watch_run(run_id, timeout=240):
+                late = [r for r in status.rounds if r.round > after]
+                if any(r.participants == participants for r in late):
+                    return status.completed_rounds
+        raise AssertionError(f"no round after {after} with {participants} participants")
+
+    first = round_with(2, after=0)
     process = linked.processes["works-b"]
     process.kill()
     process.wait(timeout=10)
+    without = round_with(1, after=first)  # rounds went on without it
     linked.start_participant("works-b")
-    final = linked.wait(run_id, timeout=240)
+    back = round_with(2, after=without)  # and it came back without manual steps
+    with federation.admin() as admin:
+        admin.cancel_run(run_id)
 
-    assert final.phase == "Succeeded", final.message
-    counts = [r.participants for r in final.rounds]
-    assert min(counts) == 1, counts  # rounds went on without it
-    assert counts[-1] == 2, counts  # and it came back without manual steps
+    assert first < without < back
 
 
 def test_participants_back_off_with_jitter_while_the_aggregator_is_away(linked):
