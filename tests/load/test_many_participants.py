@@ -38,11 +38,7 @@ def test_fifty_participants_finish_twenty_rounds_within_one_model_of_five(
     assert (few.phase, few.completed_rounds) == ("Succeeded", 20)
     assert (many.phase, many.completed_rounds) == ("Succeeded", 20)
     growth = many.peak_rss_bytes - few.peak_rss_bytes
-    if growth >= model_bytes:
-        # Known gap (docs/limitations-faults.md): the peak has been seen to creep up by
-        # up to a few models over twenty rounds; completion above is still enforced.
-        pytest.xfail(
-            f"peak memory with 50 participants exceeds the peak with 5 by "
-            f"{growth / 2**20:.0f} MiB, more than one model ({model_bytes / 2**20:.0f} "
-            "MiB)"
-        )
+    assert growth < model_bytes, (
+        f"peak memory with 50 participants exceeds the peak with 5 by "
+        f"{growth / 2**20:.0f} MiB, more than one model ({model_bytes / 2**20:.0f} MiB)"
+    )
