@@ -842,18 +842,16 @@ class Coordinator:
         return result
 
     def _updates(self, run: Run, round_number: int) -> list:
-        active = {p.name for p in run.active()}
-        rows = self.store.query(
-            "SELECT * FROM updates WHERE run_id=? AND round=? ORDER BY participant",
-            run.id,
-            round_number,
-        )
-        return [r for r in rows if r["participant"] in active]
+        return self._answers("updates", run, round_number)
 
     def _evaluations(self, run: Run, round_number: int) -> list:
+        return self._answers("evaluations", run, round_number)
+
+    def _answers(self, table: str, run: Run, round_number: int) -> list:
+        """A round's rows of ``table`` from active participants, in name order."""
         active = {p.name for p in run.active()}
         rows = self.store.query(
-            "SELECT * FROM evaluations WHERE run_id=? AND round=? ORDER BY participant",
+            f"SELECT * FROM {table} WHERE run_id=? AND round=? ORDER BY participant",
             run.id,
             round_number,
         )
