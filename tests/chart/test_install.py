@@ -24,6 +24,7 @@ from tests.e2e.controlplane import (
     ControlPlane,
     ToolsMissingError,
     environment,
+    running,
     tool_paths,
 )
 
@@ -48,18 +49,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
         tools = tool_paths()
     except ToolsMissingError as error:
         pytest.fail(str(error), pytrace=False)
-    plane = ControlPlane(
-        directory=tmp_path_factory.mktemp("chart-cluster"),
-        kube_apiserver=tools["KUBE_APISERVER"],
-        etcd=tools["ETCD"],
-    )
-    try:
-        plane.start()
-    except RuntimeError as error:
-        plane.stop()
-        pytest.fail(str(error), pytrace=False)
-    yield plane
-    plane.stop()
+    with running(tmp_path_factory.mktemp("chart-cluster"), tools) as plane:
+        yield plane
 
 
 def kubectl(cluster: ControlPlane, *arguments: str) -> subprocess.CompletedProcess:

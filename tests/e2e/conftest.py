@@ -31,6 +31,7 @@ from .controlplane import (
     environment,
     free_port,
     kubeconfig,
+    running,
     tool_paths,
 )
 
@@ -50,18 +51,8 @@ def control_plane(
     tools: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ControlPlane]:
     """etcd and kube-apiserver on loopback, for the whole session."""
-    plane = ControlPlane(
-        directory=tmp_path_factory.mktemp("control-plane"),
-        kube_apiserver=tools["KUBE_APISERVER"],
-        etcd=tools["ETCD"],
-    )
-    try:
-        plane.start()
-    except RuntimeError as error:
-        plane.stop()
-        pytest.fail(str(error), pytrace=False)
-    yield plane
-    plane.stop()
+    with running(tmp_path_factory.mktemp("control-plane"), tools) as plane:
+        yield plane
 
 
 def kubectl_binary() -> str:

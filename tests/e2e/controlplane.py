@@ -22,6 +22,8 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -338,6 +340,27 @@ class ControlPlane:
                     process.kill()
                     process.wait(timeout=5)
         self._processes.clear()
+
+
+@contextmanager
+def running(directory: Path, tools: dict[str, Path]) -> Iterator[ControlPlane]:
+    """etcd and kube-apiserver started in ``directory``; a failed start fails the test."""
+    import pytest
+
+    plane = ControlPlane(
+        directory=directory,
+        kube_apiserver=tools["KUBE_APISERVER"],
+        etcd=tools["ETCD"],
+    )
+    try:
+        plane.start()
+    except RuntimeError as error:
+        plane.stop()
+        pytest.fail(str(error), pytrace=False)
+    try:
+        yield plane
+    finally:
+        plane.stop()
 
 
 def environment(kubeconfig_path: Path) -> dict[str, str]:
