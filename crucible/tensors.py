@@ -11,10 +11,12 @@ before it reads a single data byte, and refuses a stream whose bytes do not add 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import math
 import os
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -198,33 +200,49 @@ SAFETENSORS_DTYPES = {
 }
 
 
-def safetensors_bytes(
-    weights: Weights, metadata: dict[str, str] | None = None
-) -> bytes:
-    """The safetensors encoding of ``weights``, byte-identical for equal input.
+def safetensors_layout(
+    manifest: list[TensorInfo], metadata: dict[str, str] | None = None
+) -> tuple[bytes, dict[str, int]]:
+    """The safetensors header for ``manifest`` and where each tensor's bytes start.
 
-    Tensors are laid out in name order and the header is JSON with sorted keys, so the
-    file's SHA-256 identifies the model (the reference writer orders its header by
-    hash map and would not).
+    Tensors are laid out in name order and the header is JSON with sorted keys, so
+    equal tensors give byte-identical files and the file's SHA-256 identifies the model
+    (the reference writer orders its header by hash map and would not). Offsets count
+    from the start of the file.
     """
     header: dict[str, object] = {}
     if metadata:
         header["__metadata__"] = {METADATA_KEY: json.dumps(metadata, sort_keys=True)}
+    offsets: dict[str, int] = {}
     offset = 0
-    blobs = []
-    for name in sorted(weights):
-        array = np.ascontiguousarray(weights[name])
-        data = array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
-        header[name] = {
-            "dtype": SAFETENSORS_DTYPES[str(array.dtype)],
-            "shape": list(array.shape),
-            "data_offsets": [offset, offset + len(data)],
+    for info in sorted(manifest, key=lambda info: info.name):
+        header[info.name] = {
+            "dtype": SAFETENSORS_DTYPES[info.dtype],
+            "shape": list(info.shape),
+            "data_offsets": [offset, offset + info.nbytes],
         }
-        offset += len(data)
-        blobs.append(data)
+        offsets[info.name] = offset
+        offset += info.nbytes
     encoded = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
     encoded += b" " * (-len(encoded) % 8)
-    return len(encoded).to_bytes(8, "little") + encoded + b"".join(blobs)
+    prefix = len(encoded).to_bytes(8, "little") + encoded
+    return prefix, {name: len(prefix) + start for name, start in offsets.items()}
+
+
+def _temporary(path: Path) -> Path:
+    # Hidden, and unique per process and thread: two writers never share one.
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
+
+
+def _commit(temporary: Path, path: Path, handle: int) -> None:
+    """fsync the temporary file, rename it over ``path`` and fsync the directory."""
+    os.fsync(handle)
+    os.replace(temporary, path)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
 
 
 def write_atomic(
@@ -234,22 +252,166 @@ def write_atomic(
 
     A reader never sees a half-written file: either the old one or the new one.
     ``metadata`` is stored as one JSON entry with sorted keys, so equal tensors and
-    metadata give byte-identical files (and equal digests).
+    metadata give byte-identical files (and equal digests). Each tensor is written from
+    its own memory: no copy of the whole file is built first.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    payload = safetensors_bytes(weights, metadata)
-    with open(temporary, "wb") as handle:
-        handle.write(payload)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
-    directory = os.open(path.parent, os.O_RDONLY)
+    prefix, _ = safetensors_layout(describe(weights), metadata)
+    digest = hashlib.sha256(prefix)
+    temporary = _temporary(path)
+    handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        os.fsync(directory)
+        with open(handle, "wb", closefd=False) as output:
+            output.write(prefix)
+            for name in sorted(weights):
+                array = np.ascontiguousarray(weights[name])
+                little = array.astype(array.dtype.newbyteorder("<"), copy=False)
+                data = little.reshape(-1).view(np.uint8)
+                output.write(data)
+                digest.update(data)
+        _commit(temporary, path, handle)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
     finally:
-        os.close(directory)
-    return hashlib.sha256(payload).hexdigest()
+        os.close(handle)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class _Span:
+    """One tensor's bytes: where they fall in the stream and where in the file."""
+
+    info: TensorInfo
+    start: int
+    end: int
+    file_offset: int
+
+
+class TensorFileWriter:
+    """Streams tensors, as they arrive in manifest order, straight into a file on disk.
+
+    The receiving side of an update holds one chunk at a time, not the tensors: each
+    chunk is checked (no NaN or infinity in floating-point tensors) and written at its
+    place in a safetensors file laid out as :func:`write_atomic` lays it out, so the
+    two give byte-identical files for equal tensors. The file appears under ``path``
+    only when :meth:`finish` found every declared byte; otherwise the temporary file
+    is removed when the writer is closed (use it as a context manager).
+    """
+
+    def __init__(self, path: Path, manifest: list[TensorInfo], *, source: str) -> None:
+        self.path = path
+        self.source = source
+        prefix, offsets = safetensors_layout(manifest)
+        self.spans: list[_Span] = []
+        position = 0
+        for info in manifest:
+            self.spans.append(
+                _Span(info, position, position + info.nbytes, offsets[info.name])
+            )
+            position += info.nbytes
+        self.expected_bytes = position
+        self.received = 0
+        self._span = 0
+        self._carry = b""  # the first bytes of an element cut by a chunk boundary
+        self.finished = False
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.temporary = _temporary(path)
+        self.handle = os.open(
+            self.temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600
+        )
+        try:
+            self._reserve(len(prefix) + self.expected_bytes)
+            os.pwrite(self.handle, prefix, 0)
+        except BaseException:
+            self.close()
+            raise
+
+    def _reserve(self, size: int) -> None:
+        """Claim the file's blocks up front, so a full disk refuses before any data."""
+        try:
+            os.posix_fallocate(self.handle, 0, size)
+        except OSError as error:
+            if error.errno not in (errno.EOPNOTSUPP, errno.EINVAL):
+                raise
+            os.ftruncate(self.handle, size)
+
+    def __enter__(self) -> TensorFileWriter:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def add(self, data: bytes) -> None:
+        view = memoryview(data).cast("B")
+        if self.received + len(view) > self.expected_bytes:
+            raise InputError(
+                f"{self.source}: stream holds more than the {self.expected_bytes} bytes its "
+                "manifest declares; the tensors are refused",
+                reason="Malformed",
+            )
+        while len(view):
+            while self.spans[self._span].end <= self.received:
+                self._span += 1
+            span = self.spans[self._span]
+            piece = view[: span.end - self.received]
+            within = self.received - span.start
+            self._check_finite(span, piece, within)
+            os.pwrite(self.handle, piece, span.file_offset + within)
+            self.received += len(piece)
+            view = view[len(piece) :]
+
+    def _check_finite(self, span: _Span, piece: memoryview, within: int) -> None:
+        dtype = np.dtype(span.info.dtype)
+        if not np.issubdtype(dtype, np.floating):
+            return
+        size = dtype.itemsize
+        whole = piece
+        first = within // size  # index of the first whole element in ``piece``
+        if self._carry:
+            need = size - len(self._carry)
+            if len(piece) < need:
+                self._carry += bytes(piece)
+                return
+            self._refuse_if_not_finite(
+                span, self._carry + bytes(piece[:need]), first, dtype
+            )
+            whole = piece[need:]
+            first += 1
+        cut = len(whole) - len(whole) % size
+        self._carry = bytes(whole[cut:])
+        self._refuse_if_not_finite(span, whole[:cut], first, dtype)
+
+    def _refuse_if_not_finite(
+        self, span: _Span, data: bytes | memoryview, first: int, dtype: np.dtype
+    ) -> None:
+        values = np.frombuffer(data, dtype.newbyteorder("<"))
+        if np.isfinite(values).all():
+            return
+        index = first + int(np.argmin(np.isfinite(values)))
+        raise InputError(
+            f"{self.source}: tensor {span.info.name!r} holds a NaN or infinite value "
+            f"(element {index} of {math.prod(span.info.shape)}); the update is refused",
+            reason="NotFinite",
+        )
+
+    def finish(self) -> None:
+        """Check that every declared byte arrived, then make the file durable."""
+        if self.received != self.expected_bytes:
+            raise InputError(
+                f"{self.source}: stream ended after {self.received} of "
+                f"{self.expected_bytes} declared bytes; the tensors are refused",
+                reason="Truncated",
+            )
+        _commit(self.temporary, self.path, self.handle)
+        self.finished = True
+
+    def close(self) -> None:
+        if self.handle >= 0:
+            os.close(self.handle)
+            self.handle = -1
+        if not self.finished:
+            self.temporary.unlink(missing_ok=True)
 
 
 def file_digest(path: Path) -> str:

@@ -40,7 +40,7 @@ from crucible.protocol import pb
 from crucible.strategies import Strategy, Update, create, screening
 from crucible.telemetry import logger
 from crucible.tensors import (
-    Assembler,
+    TensorFileWriter,
     TensorInfo,
     Weights,
     check_finite,
@@ -1145,14 +1145,14 @@ class Coordinator:
             )
         self.check_space(run, f"{source}: refused; send it again later")
 
-        assembler = Assembler(manifest, source=source)
-        for data in chunks:
-            assembler.add(data)
-        weights = assembler.finish()
-        check_finite(weights, source=source)
+        # Chunks go straight to disk as they arrive, each checked on the way: however
+        # many participants send at once, each upload in flight holds one chunk.
         path = self.store.update_path(run.id, header.round, organization)
         try:
-            write_atomic(path, weights)
+            with TensorFileWriter(path, manifest, source=source) as writer:
+                for data in chunks:
+                    writer.add(data)
+                writer.finish()
         except OSError as error:
             self._unwritable(run, f"{error}")
             raise TemporaryError(

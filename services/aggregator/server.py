@@ -44,9 +44,9 @@ from services.aggregator.store import Store
 
 log = logger("aggregator")
 
-# Updates are received this many at a time. Each one in flight holds about two copies
-# of the model (the assembled tensors and the file being written), so memory stays
-# bounded however many participants send at once; the others wait on their streams.
+# Updates are received this many at a time. Each one in flight holds a chunk or two
+# (its bytes go straight to disk), and the others wait on their streams with their
+# transport windows full, so memory stays flat however many participants send at once.
 UPDATES_AT_ONCE = 4
 RECEIVING = threading.BoundedSemaphore(UPDATES_AT_ONCE)
 # Models go out in small chunks: every participant downloads at the start of a round,

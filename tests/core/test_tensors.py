@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import random
+
 import numpy as np
 import pytest
 
 from crucible.errors import InputError
 from crucible.tensors import (
     Assembler,
+    TensorFileWriter,
     check_finite,
     check_manifest,
     describe,
@@ -77,3 +80,67 @@ def test_equal_tensors_and_metadata_give_byte_identical_files(tmp_path):
 def test_written_file_leaves_no_temporary_behind(tmp_path):
     write_atomic(tmp_path / "m.safetensors", weights())
     assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]
+
+
+def shuffled(original: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The same tensors in another manifest order than the file's name order."""
+    names = list(original)
+    random.Random(1).shuffle(names)
+    return {name: original[name] for name in reversed(sorted(names))}
+
+
+def uneven_chunks(data: bytes, seed: int = 0) -> list[bytes]:
+    """``data`` cut at random places, so elements and tensors straddle chunks."""
+    rng = random.Random(seed)
+    chunks, start = [], 0
+    while start < len(data):
+        end = start + rng.choice([1, 3, 5, 7, 4096, 10_001])
+        chunks.append(data[start:end])
+        start = end
+    return chunks
+
+
+def test_streamed_file_is_byte_identical_to_the_written_one(tmp_path):
+    original = shuffled(weights())
+    expected = write_atomic(tmp_path / "whole.safetensors", original)
+    path = tmp_path / "streamed.safetensors"
+    with TensorFileWriter(path, describe(original), source="test") as writer:
+        for chunk in uneven_chunks(b"".join(iter_bytes(original))):
+            writer.add(chunk)
+        writer.finish()
+    assert file_digest(path) == expected
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "streamed.safetensors",
+        "whole.safetensors",
+    ]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_streamed_nan_is_refused_even_when_a_chunk_boundary_cuts_it(tmp_path, seed):
+    bad = weights()
+    bad["0.weight"][17, 3] = np.nan
+    path = tmp_path / "u.safetensors"
+    writer = TensorFileWriter(path, describe(bad), source="update from x")
+    with (
+        pytest.raises(InputError, match=r"'0\.weight'.*element 1193 ") as raised,
+        writer,
+    ):
+        for chunk in uneven_chunks(b"".join(iter_bytes(bad)), seed):
+            writer.add(chunk)
+    assert raised.value.reason == "NotFinite"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_streamed_update_longer_or_shorter_than_declared_leaves_no_file(tmp_path):
+    original = weights()
+    data = b"".join(iter_bytes(original))
+    path = tmp_path / "u.safetensors"
+    writer = TensorFileWriter(path, describe(original), source="u")
+    with pytest.raises(InputError, match="more than") as longer, writer:
+        writer.add(data + b"\x00")
+    writer = TensorFileWriter(path, describe(original), source="u")
+    with pytest.raises(InputError, match="ended after 100 of") as shorter, writer:
+        writer.add(data[:100])
+        writer.finish()
+    assert (longer.value.reason, shorter.value.reason) == ("Malformed", "Truncated")
+    assert list(tmp_path.iterdir()) == []
