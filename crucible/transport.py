@@ -29,7 +29,10 @@ from cryptography import x509
 
 from crucible.certificates import Identity, identity_of, trust_problem
 
-MAX_MESSAGE_BYTES = 8 << 20
+# Four times a tensor chunk (crucible.tensors.CHUNK_BYTES), and far above any other
+# message. gRPC refuses larger messages, which also bounds the memory a peer can make
+# the aggregator keep for it (it grows with the size of the messages received).
+MAX_MESSAGE_BYTES = 1 << 20
 
 
 @dataclass

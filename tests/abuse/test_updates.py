@@ -119,3 +119,47 @@ def test_norm_check_is_off_unless_the_run_sets_it(aggregator: Federation):
     assert final.rounds[0].participants == 3
     assert dict(final.refused_updates) == {}
     run.close()
+
+
+def test_message_above_the_size_limit_is_refused_and_the_update_then_counts(
+    aggregator: Federation,
+):
+    import grpc
+
+    from crucible.protocol import rpc
+    from crucible.transport import MAX_MESSAGE_BYTES
+
+    run = open_run(aggregator, "oversized", ["org-a", "org-b"], rounds=1)
+    client = run.clients["org-a"]
+    task = client.task(run.run_id, pb.TRAIN)
+    weights = client.fetch(task)
+    certificate, key, ca = aggregator.tls("org-a").read()
+    # A peer whose own limit lets it send one message of twice the aggregator's limit.
+    loose = grpc.secure_channel(
+        aggregator.aggregator_address,
+        grpc.ssl_channel_credentials(ca, key, certificate),
+        options=[("grpc.max_send_message_length", 4 * MAX_MESSAGE_BYTES)],
+    )
+    header = pb.UpdateChunk(
+        header=pb.UpdateHeader(
+            run_id=task.run_id,
+            round=task.round,
+            samples=10,
+            base_digest=task.model_digest,
+            manifest=pb.Manifest(
+                tensors=[
+                    pb.TensorInfo(name=k, dtype=str(v.dtype), shape=v.shape)
+                    for k, v in weights.items()
+                ]
+            ),
+        )
+    )
+    oversized = pb.UpdateChunk(data=b"\0" * (2 * MAX_MESSAGE_BYTES))
+    with loose, pytest.raises(grpc.RpcError) as raised:
+        rpc.FederationStub(loose).SendUpdate(iter([header, oversized]), timeout=30)
+    assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+    receipt = client.send(task, weights)
+    assert receipt.accepted, receipt.message
+    assert dict(run.status().refused_updates) == {}
+    run.close()
