@@ -6,7 +6,8 @@ local models. FedProx: Li et al., "Federated Optimization in Heterogeneous Netwo
 MLSys 2020; it aggregates like FedAvg and adds a proximal term to the local objective
 (sent to participants as ``proximal_mu``).
 
-Memory: one float64 running sum the size of the model plus the update being read.
+Memory: one float64 running sum the size of the model plus the update being read; the
+weighted update is added a block at a time, without a model-sized temporary.
 """
 
 from __future__ import annotations
@@ -18,6 +19,23 @@ import numpy as np
 from crucible.errors import InputError
 from crucible.strategies import Update, check_parameters
 from crucible.tensors import Weights
+
+# Elements per block when adding a weighted update to the running sum (8 MiB in float64).
+BLOCK = 1 << 20
+
+
+def accumulate(total: np.ndarray, array: np.ndarray, weight: float) -> None:
+    """``total += weight * array`` in float64, one block at a time.
+
+    Gives the same bits as the whole-array expression: each element is widened to
+    float64, multiplied and added exactly as it would be there.
+    """
+    flat_total = total.reshape(-1)
+    flat = array.reshape(-1)
+    for start in range(0, flat.size, BLOCK):
+        block = flat[start : start + BLOCK].astype(np.float64)
+        block *= weight
+        flat_total[start : start + BLOCK] += block
 
 
 def weighted_mean(updates: Iterable[Update], *, by_samples: bool) -> Weights:
@@ -31,11 +49,16 @@ def weighted_mean(updates: Iterable[Update], *, by_samples: bool) -> Weights:
             if name not in sums:
                 sums[name] = np.zeros(array.shape, dtype=np.float64)
                 dtypes[name] = array.dtype
-            sums[name] += np.float64(weight) * array
+            accumulate(sums[name], array, weight)
         total += weight
     if total <= 0:
         raise InputError("aggregation: no update with a positive sample count")
-    return {name: (s / total).astype(dtypes[name]) for name, s in sums.items()}
+    means: Weights = {}
+    for name in list(sums):
+        mean = sums.pop(name)
+        mean /= total
+        means[name] = mean.astype(dtypes[name])
+    return means
 
 
 class FedAvg:

@@ -23,6 +23,7 @@ import numpy as np
 
 from crucible.errors import InputError
 from crucible.strategies import Update, check_parameters
+from crucible.strategies.fedavg import accumulate
 from crucible.tensors import Weights
 
 
@@ -186,5 +187,5 @@ class EvaluationWeighted:
         }
         for weight, update in zip(self.weights(listed), listed, strict=True):
             for name, array in update.load().items():
-                sums[name] += np.float64(weight) * array
+                accumulate(sums[name], array, weight)
         return {n: s.astype(global_weights[n].dtype) for n, s in sums.items()}, state
