@@ -51,7 +51,7 @@ from crucible.tensors import (
     read_metadata,
     write_atomic,
 )
-from services.aggregator import faults, metrics
+from services.aggregator import faults, memory, metrics
 from services.aggregator.store import Store
 
 TERMINAL = ("Succeeded", "Failed", "Cancelled")
@@ -600,6 +600,7 @@ class Coordinator:
             for row in rows
         ]
         assert run.strategy is not None and run.global_weights is not None
+        memory.return_free_memory()
         weights, state = run.strategy.aggregate(
             run.global_weights, updates, run.strategy_state
         )

@@ -14,7 +14,6 @@ INTERNAL for that call; the service stays up.
 
 from __future__ import annotations
 
-import ctypes
 import functools
 import signal
 import threading
@@ -39,6 +38,7 @@ from crucible.transport import (
     peer_identity,
     server_credentials,
 )
+from services.aggregator.memory import limit_malloc_arenas
 from services.aggregator.runs import Coordinator, Run
 from services.aggregator.store import Store
 
@@ -49,12 +49,6 @@ log = logger("aggregator")
 # transport windows full, so memory stays flat however many participants send at once.
 UPDATES_AT_ONCE = 4
 RECEIVING = threading.BoundedSemaphore(UPDATES_AT_ONCE)
-# Models go out in small chunks: every participant downloads at the start of a round,
-# and each download in flight holds a few chunks in buffers.
-MODEL_CHUNK_BYTES = 256 << 10
-M_ARENA_MAX = -8  # mallopt parameters, from glibc's malloc.h
-M_MMAP_THRESHOLD = -3
-MMAP_THRESHOLD_BYTES = 1 << 20
 
 CODES = {
     "NotParticipant": grpc.StatusCode.PERMISSION_DENIED,
@@ -281,7 +275,7 @@ class FederationServicer(rpc.FederationServicer):
 
         def stream() -> Iterator[pb.ModelChunk]:
             yield pb.ModelChunk(manifest=manifest)
-            for data in iter_bytes(weights, MODEL_CHUNK_BYTES):
+            for data in iter_bytes(weights):
                 metrics.MODEL_BYTES_SENT.inc(len(data))
                 yield pb.ModelChunk(data=data)
 
@@ -408,25 +402,6 @@ def build_server(settings: AggregatorSettings, coordinator: Coordinator) -> grpc
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     server.add_secure_port(settings.listen, server_credentials(files))
     return server
-
-
-def limit_malloc_arenas(arenas: int = 2) -> None:
-    """Cap glibc's malloc arenas before the worker threads start.
-
-    By default glibc gives threads up to eight arenas per core, and each keeps the
-    memory its thread freed. With hundreds of gRPC threads passing megabyte chunks,
-    that retained memory grew with the number of participants (about six models' worth
-    at 50 participants); two arenas keep the peak flat. A fixed mmap threshold of 1 MiB
-    also stops glibc from raising it after large frees, so tensor buffers are always
-    mapped and given back to the system when freed, round after round. Elsewhere than
-    glibc this does nothing.
-    """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(M_ARENA_MAX, arenas)
-        libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)
-    except (OSError, AttributeError):
-        log.debug("malloc_arenas_unchanged", why="not glibc")
 
 
 def serve(settings: AggregatorSettings) -> None:
