@@ -282,6 +282,14 @@ def write_atomic(
     return digest.hexdigest()
 
 
+def _write_at(handle: int, data: memoryview, offset: int) -> None:
+    """Write all of ``data`` at ``offset``: pwrite may write less than it was given."""
+    while len(data):
+        written = os.pwrite(handle, data, offset)
+        data = data[written:]
+        offset += written
+
+
 @dataclass(frozen=True)
 class _Span:
     """One tensor's bytes: where they fall in the stream and where in the file."""
@@ -326,7 +334,7 @@ class TensorFileWriter:
         )
         try:
             self._reserve(len(prefix) + self.expected_bytes)
-            os.pwrite(self.handle, prefix, 0)
+            _write_at(self.handle, memoryview(prefix), 0)
         except BaseException:
             self.close()
             raise
@@ -361,7 +369,7 @@ class TensorFileWriter:
             piece = view[: span.end - self.received]
             within = self.received - span.start
             self._check_finite(span, piece, within)
-            os.pwrite(self.handle, piece, span.file_offset + within)
+            _write_at(self.handle, piece, span.file_offset + within)
             self.received += len(piece)
             view = view[len(piece) :]
 
