@@ -307,8 +307,9 @@ class TensorFileWriter:
     chunk is checked (no NaN or infinity in floating-point tensors) and written at its
     place in a safetensors file laid out as :func:`write_atomic` lays it out, so the
     two give byte-identical files for equal tensors. The file appears under ``path``
-    only when :meth:`finish` found every declared byte; otherwise the temporary file
-    is removed when the writer is closed (use it as a context manager).
+    only when :meth:`finish` found every declared byte and :meth:`commit` renamed it;
+    otherwise the temporary file is removed when the writer is closed (use it as a
+    context manager).
     """
 
     def __init__(self, path: Path, manifest: list[TensorInfo], *, source: str) -> None:
@@ -408,13 +409,17 @@ class TensorFileWriter:
         )
 
     def finish(self) -> None:
-        """Check that every declared byte arrived, then make the file durable."""
+        """Check that every declared byte arrived and make them durable (not yet visible)."""
         if self.received != self.expected_bytes:
             raise InputError(
                 f"{self.source}: stream ended after {self.received} of "
                 f"{self.expected_bytes} declared bytes; the tensors are refused",
                 reason="Truncated",
             )
+        os.fsync(self.handle)
+
+    def commit(self) -> None:
+        """Rename the finished file to ``path``: from here on it is the stored copy."""
         _commit(self.temporary, self.path, self.handle)
         self.finished = True
 

@@ -72,7 +72,7 @@ class LightClient:
         weights, _ = receive_tensors(stream, source="global model")
         return weights
 
-    def send(
+    def chunks(
         self,
         task: pb.Task,
         weights: Weights,
@@ -80,8 +80,8 @@ class LightClient:
         samples: int = 10,
         metrics: dict[str, float] | None = None,
         header: dict | None = None,
-        chunks: Iterator[pb.UpdateChunk] | None = None,
-    ) -> pb.UpdateReceipt:
+    ) -> Iterator[pb.UpdateChunk]:
+        """The messages of an update stream: header, then the tensors' bytes."""
         fields = {
             "run_id": task.run_id,
             "round": task.round,
@@ -97,13 +97,24 @@ class LightClient:
             ),
         }
         fields.update(header or {})
+        yield pb.UpdateChunk(header=pb.UpdateHeader(**fields))
+        for data in iter_bytes(weights):
+            yield pb.UpdateChunk(data=data)
 
-        def stream() -> Iterator[pb.UpdateChunk]:
-            yield pb.UpdateChunk(header=pb.UpdateHeader(**fields))
-            for data in iter_bytes(weights):
-                yield pb.UpdateChunk(data=data)
-
-        return self.stub.SendUpdate(chunks or stream(), timeout=120)
+    def send(
+        self,
+        task: pb.Task,
+        weights: Weights,
+        *,
+        samples: int = 10,
+        metrics: dict[str, float] | None = None,
+        header: dict | None = None,
+        chunks: Iterator[pb.UpdateChunk] | None = None,
+    ) -> pb.UpdateReceipt:
+        stream = chunks or self.chunks(
+            task, weights, samples=samples, metrics=metrics, header=header
+        )
+        return self.stub.SendUpdate(stream, timeout=120)
 
     def evaluate(self, task: pb.Task, *, rows: int = 10, sse: float = 1.0) -> None:
         self.stub.ReportEvaluation(

@@ -1149,11 +1149,20 @@ class Coordinator:
         # Chunks go straight to disk as they arrive, each checked on the way: however
         # many participants send at once, each upload in flight holds one chunk.
         path = self.store.update_path(run.id, header.round, organization)
+        size = sum(info.nbytes for info in manifest)
         try:
             with TensorFileWriter(path, manifest, source=source) as writer:
                 for data in chunks:
                     writer.add(data)
                 writer.finish()
+                with self.condition:
+                    # The stage may have moved, or another upload from this participant
+                    # may have counted, while the bytes arrived: check again, then
+                    # rename and record as one step, so a refused upload never
+                    # replaces the stored one.
+                    self._check_update_header(run, header, organization, source)
+                    writer.commit()
+                    self._record_update(run, participant, organization, header, size)
         except OSError as error:
             self._unwritable(run, f"{error}")
             raise TemporaryError(
@@ -1161,28 +1170,6 @@ class Coordinator:
                 reason="StateUnwritable",
             ) from error
         self._writable(run)
-
-        size = sum(info.nbytes for info in manifest)
-        with self.condition:
-            # The stage may have moved while the bytes arrived: check again.
-            self._check_update_header(run, header, organization, source)
-            self.store.execute(
-                """INSERT INTO updates (run_id, round, participant, path, samples, metrics,
-                   bytes, received) VALUES (?,?,?,?,?,?,?,?)""",
-                run.id,
-                header.round,
-                organization,
-                str(path),
-                header.samples,
-                json.dumps(dict(header.metrics)),
-                size,
-                time.time(),
-            )
-            participant.state = "Reported"
-            participant.message = ""
-            reporting = len(self._updates(run, header.round))
-            metrics.PARTICIPANTS_REPORTING.labels(run=run.id).set(reporting)
-            self._changed(run)
         faults.after("update_recorded")
         metrics.UPDATES_ACCEPTED.inc()
         metrics.UPDATE_BYTES.inc(size)
@@ -1195,6 +1182,34 @@ class Coordinator:
             bytes=size,
         )
         return run
+
+    def _record_update(
+        self,
+        run: Run,
+        participant: Participant,
+        organization: str,
+        header: pb.UpdateHeader,
+        size: int,
+    ) -> None:
+        """Count a stored update (the caller holds the condition)."""
+        path = self.store.update_path(run.id, header.round, organization)
+        self.store.execute(
+            """INSERT INTO updates (run_id, round, participant, path, samples, metrics,
+               bytes, received) VALUES (?,?,?,?,?,?,?,?)""",
+            run.id,
+            header.round,
+            organization,
+            str(path),
+            header.samples,
+            json.dumps(dict(header.metrics)),
+            size,
+            time.time(),
+        )
+        participant.state = "Reported"
+        participant.message = ""
+        reporting = len(self._updates(run, header.round))
+        metrics.PARTICIPANTS_REPORTING.labels(run=run.id).set(reporting)
+        self._changed(run)
 
     def check_space(self, run: Run | None, consequence: str) -> None:
         """Refuse new work while the state directory is below ``min_free_bytes``."""

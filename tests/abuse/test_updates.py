@@ -163,3 +163,51 @@ def test_message_above_the_size_limit_is_refused_and_the_update_then_counts(
     assert receipt.accepted, receipt.message
     assert dict(run.status().refused_updates) == {}
     run.close()
+
+
+def test_upload_refused_after_a_concurrent_one_counted_leaves_the_counted_one(
+    aggregator: Federation,
+):
+    import threading
+
+    run = open_run(aggregator, "concurrent", ["org-a", "org-b"], rounds=2)
+    client, other = run.clients["org-a"], run.clients["org-b"]
+    task = client.task(run.run_id, pb.TRAIN)
+    base = client.fetch(task)
+
+    def shifted(by: float) -> dict[str, np.ndarray]:
+        return {k: (v + by).astype(v.dtype) for k, v in base.items()}
+
+    held = threading.Event()
+    started = threading.Event()
+    receipts: list[pb.UpdateReceipt] = []
+
+    def slow_chunks():
+        """Header and first chunk of a large shift, then the rest once released."""
+        parts = list(client.chunks(task, shifted(5.0)))
+        yield parts[0]
+        yield pb.UpdateChunk(data=parts[1].data[:100])
+        started.set()
+        held.wait(timeout=30)
+        yield pb.UpdateChunk(data=parts[1].data[100:])
+        yield from parts[2:]
+
+    slow = threading.Thread(
+        target=lambda: receipts.append(client.send(task, {}, chunks=slow_chunks()))
+    )
+    slow.start()
+    assert started.wait(timeout=30)
+    counted = client.send(task, shifted(0.01))
+    assert counted.accepted, counted.message
+    held.set()
+    slow.join(timeout=60)
+    assert (receipts[0].accepted, receipts[0].reason) == (False, "Duplicate")
+
+    assert other.send(other.task(run.run_id, pb.TRAIN), shifted(0.02)).accepted
+    for c in (client, other):
+        c.evaluate(c.task(run.run_id, pb.EVALUATE))
+    second = client.task(run.run_id, pb.TRAIN)
+    assert second.round == 2
+    for name, array in client.fetch(second).items():
+        np.testing.assert_allclose(array, base[name] + 0.015, atol=1e-6)
+    run.close()

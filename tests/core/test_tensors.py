@@ -108,6 +108,7 @@ def test_streamed_file_is_byte_identical_to_the_written_one(tmp_path):
         for chunk in uneven_chunks(b"".join(iter_bytes(original))):
             writer.add(chunk)
         writer.finish()
+        writer.commit()
     assert file_digest(path) == expected
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "streamed.safetensors",
