@@ -14,6 +14,7 @@ INTERNAL for that call; the service stays up.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import signal
 import threading
@@ -49,6 +50,9 @@ log = logger("aggregator")
 # transport windows full, so memory stays flat however many participants send at once.
 UPDATES_AT_ONCE = 4
 RECEIVING = threading.BoundedSemaphore(UPDATES_AT_ONCE)
+# An upload waits this long for a receiving slot before it is answered UNAVAILABLE
+# (participants then retry with backoff); only its header has been read by then.
+SLOT_WAIT_SECONDS = 120.0
 
 CODES = {
     "NotParticipant": grpc.StatusCode.PERMISSION_DENIED,
@@ -200,6 +204,10 @@ class FederationServicer(rpc.FederationServicer):
     ) -> None:
         self.coordinator = coordinator
         self.trust = trust
+        # (run, organization) of the uploads in flight: one each, so that no
+        # participant can take more than one of the receiving slots for a run.
+        self._uploading: set[tuple[str, str]] = set()
+        self._uploading_lock = threading.Lock()
 
     @guarded("participant")
     def ListOffers(self, request, context, identity: Identity):  # noqa: N802
@@ -296,16 +304,22 @@ class FederationServicer(rpc.FederationServicer):
             header = first.header
             run = self.coordinator.runs.get(header.run_id)
 
+            source = f"update from {identity.organization} for round {header.round}"
+
             def data() -> Iterator[bytes]:
                 for chunk in request_iterator:
-                    if chunk.WhichOneof("part") != "data":
+                    part = chunk.WhichOneof("part")
+                    if part != "data":
+                        found = "a second header" if part else "an empty message"
                         raise InputError(
-                            "update stream: a second header after the first",
+                            f"{source}: {found} after the header; only data may follow "
+                            "it; the update is refused",
                             reason="Malformed",
                         )
                     yield chunk.data
 
-            with RECEIVING:
+            uploader = (header.run_id, identity.organization)
+            with self._one_upload(uploader, source), self._slot(source):
                 self.coordinator.receive_update(header, data(), identity.organization)
             return pb.UpdateReceipt(accepted=True)
         except CrucibleError as error:
@@ -315,6 +329,36 @@ class FederationServicer(rpc.FederationServicer):
             return pb.UpdateReceipt(
                 accepted=False, reason=error.reason, message=str(error)
             )
+
+    @contextlib.contextmanager
+    def _one_upload(self, uploader: tuple[str, str], source: str) -> Iterator[None]:
+        with self._uploading_lock:
+            if uploader in self._uploading:
+                raise TemporaryError(
+                    f"{source}: another upload from {uploader[1]} to run {uploader[0]} "
+                    "is still in progress; send again once it has ended",
+                    reason="UploadInProgress",
+                )
+            self._uploading.add(uploader)
+        try:
+            yield
+        finally:
+            with self._uploading_lock:
+                self._uploading.discard(uploader)
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _slot(source: str) -> Iterator[None]:
+        if not RECEIVING.acquire(timeout=SLOT_WAIT_SECONDS):
+            raise TemporaryError(
+                f"{source}: all {UPDATES_AT_ONCE} receiving slots stayed busy with other "
+                f"uploads for {SLOT_WAIT_SECONDS:.0f} s; send again later",
+                reason="Busy",
+            )
+        try:
+            yield
+        finally:
+            RECEIVING.release()
 
 
 class AdminServicer(rpc.AdminServicer):

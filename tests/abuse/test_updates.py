@@ -165,49 +165,96 @@ def test_message_above_the_size_limit_is_refused_and_the_update_then_counts(
     run.close()
 
 
-def test_upload_refused_after_a_concurrent_one_counted_leaves_the_counted_one(
+def test_upload_still_arriving_when_its_round_closes_is_refused_as_stale(
     aggregator: Federation,
 ):
     import threading
 
-    run = open_run(aggregator, "concurrent", ["org-a", "org-b"], rounds=2)
+    run = open_run(
+        aggregator,
+        "late",
+        ["org-a", "org-b"],
+        rounds=2,
+        minParticipants=1,
+        graceSeconds=1,
+    )
     client, other = run.clients["org-a"], run.clients["org-b"]
     task = client.task(run.run_id, pb.TRAIN)
     base = client.fetch(task)
-
-    def shifted(by: float) -> dict[str, np.ndarray]:
-        return {k: (v + by).astype(v.dtype) for k, v in base.items()}
-
-    held = threading.Event()
+    release = threading.Event()
     started = threading.Event()
     receipts: list[pb.UpdateReceipt] = []
 
-    def slow_chunks():
-        """Header and first chunk of a large shift, then the rest once released."""
-        parts = list(client.chunks(task, shifted(5.0)))
+    def late_chunks():
+        parts = list(client.chunks(task, base))
         yield parts[0]
         yield pb.UpdateChunk(data=parts[1].data[:100])
         started.set()
-        held.wait(timeout=30)
+        release.wait(timeout=60)
         yield pb.UpdateChunk(data=parts[1].data[100:])
         yield from parts[2:]
 
-    slow = threading.Thread(
-        target=lambda: receipts.append(client.send(task, {}, chunks=slow_chunks()))
+    late = threading.Thread(
+        target=lambda: receipts.append(client.send(task, {}, chunks=late_chunks()))
     )
-    slow.start()
+    late.start()
     assert started.wait(timeout=30)
-    counted = client.send(task, shifted(0.01))
-    assert counted.accepted, counted.message
-    held.set()
-    slow.join(timeout=60)
-    assert (receipts[0].accepted, receipts[0].reason) == (False, "Duplicate")
+    assert other.send(other.task(run.run_id, pb.TRAIN), base).accepted
+    other.evaluate(other.task(run.run_id, pb.EVALUATE))  # round 1 closed without org-a
+    release.set()
+    late.join(timeout=60)
 
-    assert other.send(other.task(run.run_id, pb.TRAIN), shifted(0.02)).accepted
-    for c in (client, other):
-        c.evaluate(c.task(run.run_id, pb.EVALUATE))
-    second = client.task(run.run_id, pb.TRAIN)
-    assert second.round == 2
-    for name, array in client.fetch(second).items():
-        np.testing.assert_allclose(array, base[name] + 0.015, atol=1e-6)
+    assert (receipts[0].accepted, receipts[0].reason) == (False, "StaleRound")
+    status = run.status()
+    assert dict(status.refused_updates) == {"StaleRound": 1}
+    assert "unwritable" not in status.message
+    updates = aggregator.state_dir / "runs" / run.run_id / "updates"
+    assert list(updates.rglob("*org-a*")) == []
+    run.close()
+
+
+def test_a_participant_holds_at_most_one_receiving_slot(aggregator: Federation):
+    import threading
+    import time
+
+    import grpc
+
+    run = open_run(aggregator, "slots", ["org-a", "org-b"], rounds=1)
+    client, other = run.clients["org-a"], run.clients["org-b"]
+    task = client.task(run.run_id, pb.TRAIN)
+    weights = client.fetch(task)
+    release = threading.Event()
+    receipts: list[pb.UpdateReceipt] = []
+
+    def stalled():
+        parts = list(client.chunks(task, weights))
+        yield parts[0]
+        yield pb.UpdateChunk(data=parts[1].data[:100])
+        release.wait(timeout=60)
+        yield pb.UpdateChunk(data=parts[1].data[100:])
+        yield from parts[2:]
+
+    first = threading.Thread(
+        target=lambda: receipts.append(client.send(task, {}, chunks=stalled()))
+    )
+    first.start()
+    # The aggregator is writing the stalled upload once its temporary file exists.
+    updates = aggregator.state_dir / "runs" / run.run_id / "updates" / "0001"
+    deadline = time.monotonic() + 30
+    while not list(updates.glob(".org-a.safetensors.tmp-*")):
+        assert time.monotonic() < deadline, "the stalled upload never started"
+        time.sleep(0.05)
+
+    for _ in range(3):
+        with pytest.raises(grpc.RpcError) as raised:
+            client.send(task, weights)
+        assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "still in progress" in (raised.value.details() or "")
+    receipt = other.send(other.task(run.run_id, pb.TRAIN), weights)
+    assert receipt.accepted, receipt.message
+
+    release.set()
+    first.join(timeout=60)
+    assert receipts[0].accepted, receipts[0].message
+    assert dict(run.status().refused_updates) == {"UploadInProgress": 3}
     run.close()
