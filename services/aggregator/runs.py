@@ -161,6 +161,8 @@ class Coordinator:
 
     def resume(self) -> None:
         """Load every run from the store and restart drivers of unfinished ones."""
+        for leftover in self.store.remove_temporary_files():
+            self.log.info("temporary_file_removed", path=str(leftover))
         for row in self.store.query("SELECT * FROM runs ORDER BY created"):
             run = self._load(row)
             self.runs[run.id] = run

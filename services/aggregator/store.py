@@ -171,6 +171,17 @@ class Store:
     def strategy_path(self, run_id: str, round_number: int) -> Path:
         return self.run_dir(run_id) / f"strategy-{round_number:04d}.safetensors"
 
+    def remove_temporary_files(self) -> list[Path]:
+        """Delete files a killed process left half-written (hidden ``.NAME.tmp-*``).
+
+        Called at start, before any writer runs: every file is written to such a
+        temporary name and renamed when whole, so these were never recorded.
+        """
+        leftovers = sorted((self.directory / "runs").glob("**/.*.tmp-*"))
+        for path in leftovers:
+            path.unlink(missing_ok=True)
+        return leftovers
+
     def update_path(self, run_id: str, round_number: int, participant: str) -> Path:
         return (
             self.run_dir(run_id)

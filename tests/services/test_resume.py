@@ -70,3 +70,25 @@ def test_aggregator_killed_after_round_2_resumes_at_round_3_with_same_model(
     for name in a:
         np.testing.assert_allclose(a[name], b[name], rtol=1e-4, atol=1e-7)
     assert final.model_digest == expected.model_digest
+
+
+def test_restarted_aggregator_deletes_half_written_files_and_keeps_whole_ones(
+    tmp_path: Path,
+):
+    federation = Federation(tmp_path)
+    try:
+        federation.start_aggregator()
+        federation.kill_aggregator()
+        updates = federation.state_dir / "runs" / "run-x" / "updates" / "0003"
+        updates.mkdir(parents=True)
+        half = updates / ".mill-a.safetensors.tmp-41-42"
+        half.write_bytes(b"\0" * 1024)
+        whole = updates / "mill-b.safetensors"
+        whole.write_bytes(b"kept")
+
+        federation.start_aggregator()
+        assert not half.exists()
+        assert whole.read_bytes() == b"kept"
+        assert "temporary_file_removed" in federation.log("aggregator")
+    finally:
+        federation.stop()
