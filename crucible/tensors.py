@@ -263,7 +263,7 @@ def write_atomic(
     prefix, _ = safetensors_layout(describe(weights), metadata)
     digest = hashlib.sha256(prefix)
     temporary = _temporary(path)
-    handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
     try:
         with open(handle, "wb", closefd=False) as output:
             output.write(prefix)
@@ -331,7 +331,7 @@ class TensorFileWriter:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.temporary = _temporary(path)
         self.handle = os.open(
-            self.temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600
+            self.temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666
         )
         try:
             self._reserve(len(prefix) + self.expected_bytes)
