@@ -140,6 +140,22 @@ def check_manifest(
             )
 
 
+def _longer_than_declared(source: str, expected: int) -> InputError:
+    return InputError(
+        f"{source}: stream holds more than the {expected} bytes its manifest declares; "
+        "the tensors are refused",
+        reason="Malformed",
+    )
+
+
+def _shorter_than_declared(source: str, received: int, expected: int) -> InputError:
+    return InputError(
+        f"{source}: stream ended after {received} of {expected} declared bytes; "
+        "the tensors are refused",
+        reason="Truncated",
+    )
+
+
 class Assembler:
     """Collects streamed chunks into tensors, refusing more or fewer bytes than declared."""
 
@@ -155,20 +171,14 @@ class Assembler:
     def add(self, data: bytes) -> None:
         end = self.received + len(data)
         if end > self.expected_bytes:
-            raise InputError(
-                f"{self.source}: stream holds more than the {self.expected_bytes} bytes its "
-                "manifest declares; the tensors are refused",
-                reason="Malformed",
-            )
+            raise _longer_than_declared(self.source, self.expected_bytes)
         self.buffer[self.received : end] = data
         self.received = end
 
     def finish(self) -> Weights:
         if self.received != self.expected_bytes:
-            raise InputError(
-                f"{self.source}: stream ended after {self.received} of "
-                f"{self.expected_bytes} declared bytes; the tensors are refused",
-                reason="Truncated",
+            raise _shorter_than_declared(
+                self.source, self.received, self.expected_bytes
             )
         weights: Weights = {}
         offset = 0
@@ -238,9 +248,8 @@ def _temporary(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
 
 
-def _commit(temporary: Path, path: Path, handle: int) -> None:
-    """fsync the temporary file, rename it over ``path`` and fsync the directory."""
-    os.fsync(handle)
+def _commit(temporary: Path, path: Path) -> None:
+    """Rename a temporary file, already fsynced, over ``path`` and fsync the directory."""
     os.replace(temporary, path)
     directory = os.open(path.parent, os.O_RDONLY)
     try:
@@ -273,7 +282,8 @@ def write_atomic(
                 data = little.reshape(-1).view(np.uint8)
                 output.write(data)
                 digest.update(data)
-        _commit(temporary, path, handle)
+        os.fsync(handle)
+        _commit(temporary, path)
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
@@ -358,11 +368,7 @@ class TensorFileWriter:
     def add(self, data: bytes) -> None:
         view = memoryview(data).cast("B")
         if self.received + len(view) > self.expected_bytes:
-            raise InputError(
-                f"{self.source}: stream holds more than the {self.expected_bytes} bytes its "
-                "manifest declares; the tensors are refused",
-                reason="Malformed",
-            )
+            raise _longer_than_declared(self.source, self.expected_bytes)
         while len(view):
             while self.spans[self._span].end <= self.received:
                 self._span += 1
@@ -411,16 +417,14 @@ class TensorFileWriter:
     def finish(self) -> None:
         """Check that every declared byte arrived and make them durable (not yet visible)."""
         if self.received != self.expected_bytes:
-            raise InputError(
-                f"{self.source}: stream ended after {self.received} of "
-                f"{self.expected_bytes} declared bytes; the tensors are refused",
-                reason="Truncated",
+            raise _shorter_than_declared(
+                self.source, self.received, self.expected_bytes
             )
         os.fsync(self.handle)
 
     def commit(self) -> None:
         """Rename the finished file to ``path``: from here on it is the stored copy."""
-        _commit(self.temporary, self.path, self.handle)
+        _commit(self.temporary, self.path)
         self.finished = True
 
     def close(self) -> None:

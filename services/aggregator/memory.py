@@ -6,6 +6,7 @@ Elsewhere than glibc every function here does nothing.
 from __future__ import annotations
 
 import ctypes
+import functools
 
 from crucible.telemetry import logger
 
@@ -16,6 +17,7 @@ M_MMAP_THRESHOLD = -3
 MMAP_THRESHOLD_BYTES = 1 << 20
 
 
+@functools.cache
 def _libc() -> ctypes.CDLL | None:
     try:
         libc = ctypes.CDLL("libc.so.6")

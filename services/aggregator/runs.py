@@ -30,6 +30,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -1164,7 +1165,9 @@ class Coordinator:
                     # replaces the stored one.
                     self._check_update_header(run, header, organization, source)
                     writer.commit()
-                    self._record_update(run, participant, organization, header, size)
+                    self._record_update(
+                        run, participant, organization, header, path, size
+                    )
         except OSError as error:
             self._unwritable(run, f"{error}")
             raise TemporaryError(
@@ -1191,10 +1194,10 @@ class Coordinator:
         participant: Participant,
         organization: str,
         header: pb.UpdateHeader,
+        path: Path,
         size: int,
     ) -> None:
         """Count a stored update (the caller holds the condition)."""
-        path = self.store.update_path(run.id, header.round, organization)
         self.store.execute(
             """INSERT INTO updates (run_id, round, participant, path, samples, metrics,
                bytes, received) VALUES (?,?,?,?,?,?,?,?)""",

@@ -26,22 +26,7 @@ def test_update_recorded_in_round_n_is_refused_in_round_n_plus_1(
         receipt = client.send(task, weights)
         assert receipt.accepted, receipt.message
         if name == "org-a":
-            recorded = [
-                pb.UpdateChunk(
-                    header=pb.UpdateHeader(
-                        run_id=task.run_id,
-                        round=task.round,
-                        samples=10,
-                        base_digest=task.model_digest,
-                        manifest=pb.Manifest(
-                            tensors=[
-                                pb.TensorInfo(name=k, dtype=str(v.dtype), shape=v.shape)
-                                for k, v in weights.items()
-                            ]
-                        ),
-                    )
-                )
-            ] + [pb.UpdateChunk(data=v.tobytes()) for v in weights.values()]
+            recorded = list(client.chunks(task, weights))
     for client in run.clients.values():
         client.evaluate(client.task(run.run_id, pb.EVALUATE))
 
@@ -140,20 +125,7 @@ def test_message_above_the_size_limit_is_refused_and_the_update_then_counts(
         grpc.ssl_channel_credentials(ca, key, certificate),
         options=[("grpc.max_send_message_length", 4 * MAX_MESSAGE_BYTES)],
     )
-    header = pb.UpdateChunk(
-        header=pb.UpdateHeader(
-            run_id=task.run_id,
-            round=task.round,
-            samples=10,
-            base_digest=task.model_digest,
-            manifest=pb.Manifest(
-                tensors=[
-                    pb.TensorInfo(name=k, dtype=str(v.dtype), shape=v.shape)
-                    for k, v in weights.items()
-                ]
-            ),
-        )
-    )
+    header = next(client.chunks(task, weights))
     oversized = pb.UpdateChunk(data=b"\0" * (2 * MAX_MESSAGE_BYTES))
     with loose, pytest.raises(grpc.RpcError) as raised:
         rpc.FederationStub(loose).SendUpdate(iter([header, oversized]), timeout=30)
